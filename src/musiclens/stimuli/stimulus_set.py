@@ -50,6 +50,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 NOTE_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 FORMAT_VERSION = 1
+_INT_COLUMNS = ("midi", "pitch_class", "octave", "velocity")
 
 
 def note_name(midi: int) -> str:
@@ -113,9 +114,18 @@ class StimulusSet:
             raise StimulusError(
                 f"stimulus ids must be usable as file names (no '/', '\\', leading '.'): {bad_ids[:5]}"
             )
+        if "midi" in meta.columns:  # derive pitch labels the caller did not give
+            midi = pd.to_numeric(meta["midi"], errors="coerce").astype("Int64")
+            if "pitch_class" not in meta.columns:
+                meta["pitch_class"] = midi % 12
+            if "octave" not in meta.columns:
+                meta["octave"] = midi // 12 - 1
+            if "note_name" not in meta.columns:
+                meta["note_name"] = ["" if pd.isna(m) else note_name(int(m)) for m in midi]
         for col in REQUIRED_COLUMNS:
             if col not in meta.columns:
-                meta[col] = pd.NA
+                # integer labels missing -> nullable Int64 NA; text labels missing -> ""
+                meta[col] = pd.array([pd.NA] * len(meta), dtype="Int64") if col in _INT_COLUMNS else ""
         clips: list[np.ndarray] = []
         for i, clip in enumerate(audio):
             a = np.asarray(clip)

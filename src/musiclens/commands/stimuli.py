@@ -1,0 +1,119 @@
+"""``musiclens stimuli ...``: render note grids and read NSynth into StimulusSet folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+stimuli_app = typer.Typer(help="Make stimulus sets: SoundFont/additive note grids, or notes read from NSynth.",
+                          no_args_is_help=True)
+
+
+def _csv_ints(text: str | None) -> list[int] | None:
+    """'60-95' or '60,64,67' or '60-71,84' -> list of ints."""
+    if text is None:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part[1:]:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _summary(stimuli_set, out: Path) -> None:  # noqa: ANN001
+    meta = stimuli_set.metadata
+    typer.echo(f"wrote {len(stimuli_set)} stimuli to {out}")
+    typer.echo(f"  instruments: {meta['instrument'].nunique()}  families: {', '.join(sorted(meta['family'].astype(str).unique()))}")
+    typer.echo(f"  MIDI {int(meta['midi'].min())}-{int(meta['midi'].max())}  sample rate {stimuli_set.sample_rate} Hz"
+               f"  content hash {stimuli_set.content_hash()[:16]}")
+    skipped = stimuli_set.info.get("skipped") or []
+    if skipped:
+        typer.echo(f"  skipped {len(skipped)} out-of-range notes (listed in manifest.json)")
+
+
+@stimuli_app.command("notes")
+def notes_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Output StimulusSet folder (created atomically)."),
+    grid: str = typer.Option("paper", help="Named grid to start from: paper, quick, additive."),
+    instruments: str = typer.Option(None, help="Comma-separated instrument names or GM program numbers (overrides the grid)."),
+    midi: str = typer.Option(None, help="Pitches, e.g. '60-95' or '60,64,67' (overrides the grid)."),
+    velocities: str = typer.Option(None, help="Velocities, e.g. '100' or '50,100'."),
+    synth: str = typer.Option(None, help="soundfont, additive, pure or shepard (default: the grid's)."),
+    backend: str = typer.Option("auto", help="SoundFont backend: auto, tinysoundfont or fluidsynth."),
+    soundfont: str = typer.Option(None, help="SoundFont name (timgm6mb, fluidr3_gm) or .sf2 path; default timgm6mb."),
+    sample_rate: int = typer.Option(None, help="Sample rate in Hz (default 16000)."),
+    duration: float = typer.Option(None, help="Note length in seconds (default 4)."),
+    hold: float = typer.Option(None, help="Note-off time in seconds (default 3)."),
+    seed: int = typer.Option(0, help="Seed for random synthesis steps."),
+    skip_out_of_range: bool = typer.Option(False, "--skip-out-of-range", help="Skip notes outside an instrument's range (recorded) instead of failing."),
+    normalize: str = typer.Option("none", help="none or peak."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
+) -> None:
+    """Render a grid of isolated notes (instrument x pitch x velocity) -> StimulusSet folder."""
+    from musiclens.stimuli.notes import render_notes
+
+    s = render_notes(
+        grid=grid, instruments=_csv(instruments), midi=_csv_ints(midi), velocities=_csv_ints(velocities),
+        synth=synth, backend=backend, soundfont=soundfont, sample_rate=sample_rate, duration_s=duration,
+        hold_s=hold, seed=seed, on_out_of_range="skip" if skip_out_of_range else "error", normalize=normalize,
+    )
+    s.save(out, overwrite=overwrite)
+    _summary(s, out)
+
+
+@stimuli_app.command("nsynth")
+def nsynth_command(
+    root: Path = typer.Argument(..., help="NSynth split folder (with examples.json) or its parent."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output StimulusSet folder."),
+    split: str = typer.Option(None, help="train, valid or test when ROOT is the parent folder."),
+    families: str = typer.Option("flute,guitar,keyboard", help="Comma-separated families ('all' for every family)."),
+    midi: str = typer.Option("60-95", help="Pitches ('all' for every pitch)."),
+    velocities: str = typer.Option("100", help="Velocities ('all' for every velocity)."),
+    sources: str = typer.Option(None, help="acoustic, electronic, synthetic (comma-separated)."),
+    n_per_family: int = typer.Option(10, help="Instruments per family (0 = all that qualify)."),
+    full_coverage: bool = typer.Option(True, "--full-coverage/--any-coverage", help="Keep only instruments with every requested pitch."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
+) -> None:
+    """Select notes from a local NSynth copy (official layout) -> StimulusSet folder."""
+    from musiclens.stimuli.nsynth import read_nsynth
+
+    s = read_nsynth(
+        root, split=split, families=None if families == "all" else _csv(families),
+        midi=None if midi == "all" else _csv_ints(midi),
+        velocities=None if velocities == "all" else _csv_ints(velocities), sources=_csv(sources),
+        n_per_family=n_per_family or None, require_full_coverage=full_coverage,
+    )
+    s.save(out, overwrite=overwrite)
+    _summary(s, out)
+
+
+@stimuli_app.command("instruments")
+def instruments_command(
+    all_gm: bool = typer.Option(False, "--all", help="List all 128 General MIDI instruments, not only the paper grid."),
+) -> None:
+    """List instruments (the paper grid's 30, or every GM program) and the named grids."""
+    from musiclens.stimuli.instruments import PAPER_INSTRUMENTS, gm_instruments
+    from musiclens.stimuli.notes import GRIDS
+    from musiclens.stimuli.synth import TIMBRES
+
+    rows = gm_instruments().values() if all_gm else PAPER_INSTRUMENTS
+    for inst in rows:
+        typer.echo(f"{inst.program:4d}  {inst.family:12s} {inst.name:28s} MIDI {inst.low}-{inst.high}")
+    typer.echo("\ngrids: " + "; ".join(f"{k}: {v}" for k, v in GRIDS.describe().items()))
+    typer.echo("additive timbres: " + ", ".join(TIMBRES.names()))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``stimuli`` command group to ``app``."""
+    app.add_typer(stimuli_app, name="stimuli")

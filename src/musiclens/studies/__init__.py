@@ -1,0 +1,1 @@
+"""Embedded study files (``<name>.yaml``), runnable by name: ``musiclens run <name>``."""

@@ -1,0 +1,205 @@
+"""Study files and ``musiclens run``: a resumable sequence of steps in one run directory.
+
+A study is a YAML mapping (read with ``yaml.safe_load``) validated against :data:`SCHEMA`: an
+unknown or misspelt key is an error that names the key and the valid options.  ``musiclens run``
+executes the study's steps in order inside ``RUN_DIR``; each step writes its outputs atomically
+and is skipped when it already finished (its record in ``steps.json`` exists and its outputs are
+present), so an interrupted run, started again, finishes without redoing work and gives the
+same numbers.
+
+Every run directory holds ``config.yaml`` (the resolved study), ``manifest.json`` (versions,
+seeds, content hashes, timings) and the steps' outputs.
+
+Steps so far:
+
+``stimuli``
+    Render the note grid (:func:`musiclens.stimuli.render_notes`) into ``RUN_DIR/stimuli``.
+``summary``
+    Tables and a figure describing the stimulus set: ``summary.csv`` (one row per instrument),
+    ``summary.json`` and ``stimuli.png`` (log-spectra of one note per family and the levels of
+    every note).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from musiclens.errors import ConfigError
+from musiclens.fsutil import atomic_write_json, atomic_write_text
+from musiclens.provenance import environment
+from musiclens.registry import Registry
+
+__all__ = ["load_study", "validate_study", "run_study", "STEPS", "SCHEMA", "DEFAULT_STUDY"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STUDY = "default"
+
+#: Valid keys and their defaults, per section.  ``None`` means "no default; optional".
+SCHEMA: dict[str, dict[str, Any]] = {
+    "study": {"name": "notes", "question": "", "seed": 0},
+    "stimuli": {
+        "grid": "paper", "instruments": None, "midi": None, "velocities": None, "synth": None,
+        "backend": "auto", "soundfont": None, "sample_rate": None, "duration_s": None, "hold_s": None,
+        "normalize": "none", "on_out_of_range": "error",
+    },
+    "steps": {"run": ["stimuli", "summary"]},
+}
+
+
+def _check_keys(section: str, given: Mapping[str, Any], valid: Mapping[str, Any]) -> None:
+    for key in given:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), list(valid), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            where = f"section {section!r}" if section else "the top level"
+            raise ConfigError(
+                f"unknown key {key!r} in {where} of the study file.{hint} Valid keys: {', '.join(valid)}."
+            )
+
+
+def validate_study(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check a study mapping against :data:`SCHEMA` and fill in defaults.
+
+    Raises
+    ------
+    ConfigError
+        A misspelt or unknown key (named, with the valid options), or a section that is not a
+        mapping, or an unknown step.
+    """
+    raw = dict(raw or {})
+    _check_keys("", raw, SCHEMA)
+    out: dict[str, Any] = {}
+    for section, defaults in SCHEMA.items():
+        given = raw.get(section) or {}
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"section {section!r} of the study file must be a mapping, got {type(given).__name__}")
+        _check_keys(section, given, defaults)
+        merged = copy.deepcopy(defaults)
+        merged.update(given)
+        out[section] = merged
+    for step in out["steps"]["run"]:
+        if step not in STEPS:
+            raise ConfigError(f"unknown study step {step!r} in steps.run; valid steps: {', '.join(STEPS.names())}")
+    return out
+
+
+def load_study(spec: str | Path | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A validated study from a YAML path, an embedded study name, or a mapping."""
+    if spec is None:
+        spec = DEFAULT_STUDY
+    if isinstance(spec, Mapping):
+        return validate_study(spec)
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"study file {path} does not exist")
+        text = path.read_text()
+    else:
+        embedded = resources.files("musiclens.studies") / f"{spec}.yaml"
+        if not embedded.is_file():
+            names = sorted(p.name.removesuffix(".yaml") for p in resources.files("musiclens.studies").iterdir()
+                           if p.name.endswith(".yaml"))
+            raise ConfigError(f"no study file {spec!r} and no embedded study of that name; embedded: {', '.join(names)}")
+        text = embedded.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"study {spec} is not valid YAML: {err}") from err
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"study {spec} must be a YAML mapping at the top level")
+    return validate_study(raw)
+
+
+# ------------------------------------------------------------------------------------ steps
+StepFn = Callable[[dict[str, Any], Path], dict[str, Any]]
+#: Steps by name: ``fn(study, run_dir) -> record`` (the record goes into steps.json).
+STEPS: Registry[StepFn] = Registry("study step")
+
+
+def _stimuli_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from musiclens.stimuli.notes import render_notes
+    from musiclens.stimuli.stimulus_set import StimulusSet
+
+    cfg = study["stimuli"]
+    folder = run_dir / "stimuli"
+    if folder.is_dir():  # finished earlier by an interrupted run: validate instead of redoing
+        s = StimulusSet.load(folder)
+    else:
+        s = render_notes(
+            grid=cfg["grid"], instruments=cfg["instruments"], midi=cfg["midi"], velocities=cfg["velocities"],
+            synth=cfg["synth"], backend=cfg["backend"], soundfont=cfg["soundfont"],
+            sample_rate=cfg["sample_rate"], duration_s=cfg["duration_s"], hold_s=cfg["hold_s"],
+            seed=int(study["study"]["seed"]), on_out_of_range=cfg["on_out_of_range"], normalize=cfg["normalize"],
+        )
+        s.save(folder)
+    return {"outputs": ["stimuli"], "n_stimuli": len(s), "content_hash": s.content_hash()}
+
+
+def _summary_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from musiclens.report.stimuli import summarize_stimuli
+    from musiclens.stimuli.stimulus_set import StimulusSet
+
+    s = StimulusSet.load(run_dir / "stimuli")
+    summary = summarize_stimuli(s, out_dir=run_dir)
+    return {"outputs": ["summary.csv", "summary.json", "stimuli.png"], **summary}
+
+
+STEPS.register("stimuli", _stimuli_step, help="render the note grid into RUN_DIR/stimuli")
+STEPS.register("summary", _summary_step, help="summary tables and figure of the stimulus set")
+
+
+# ------------------------------------------------------------------------------------ runner
+def run_study(study: str | Path | Mapping[str, Any] | None = None, *, out: str | Path) -> Path:
+    """Run a study in ``out`` (created if needed); finished steps are skipped.
+
+    Returns the run directory.  ``manifest.json`` is rewritten after each step with versions,
+    the seed, per-step records (content hashes, counts) and timings.
+    """
+    cfg = load_study(study)
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_text = yaml.safe_dump(cfg, sort_keys=False)
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.is_file() and yaml.safe_load(cfg_path.read_text()) != yaml.safe_load(config_text):
+        raise ConfigError(
+            f"{run_dir} holds a run of a different study configuration; use a new --out folder "
+            "(or delete the old run) so results of two configurations never mix"
+        )
+    atomic_write_text(cfg_path, config_text)
+    steps_path = run_dir / "steps.json"
+    records: dict[str, Any] = json.loads(steps_path.read_text()) if steps_path.is_file() else {}
+    for name in cfg["steps"]["run"]:
+        rec = records.get(name)
+        if rec and all((run_dir / o).exists() for o in rec.get("outputs", [])):
+            logger.info("step %s already finished; skipping", name)
+            continue
+        logger.info("running step %s", name)
+        start = time.perf_counter()
+        rec = STEPS.get(name)(cfg, run_dir)
+        rec["seconds"] = round(time.perf_counter() - start, 3)
+        records[name] = rec
+        atomic_write_json(steps_path, records)
+        _write_manifest(run_dir, cfg, records)
+    _write_manifest(run_dir, cfg, records)
+    return run_dir
+
+
+def _write_manifest(run_dir: Path, cfg: dict[str, Any], records: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / "manifest.json", {
+        "study": cfg["study"]["name"],
+        "seed": cfg["study"]["seed"],
+        "steps": records,
+        "timings_s": {k: v.get("seconds") for k, v in records.items()},
+        "environment": environment(),
+    })

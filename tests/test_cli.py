@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from musiclens.cli import app
+from musiclens.stimuli import StimulusSet
+
+runner = CliRunner()
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for cmd in ("stimuli", "run"):
+        assert cmd in result.output
+    assert "--out" in runner.invoke(app, ["stimuli", "notes", "--help"]).output
+
+
+def test_stimuli_notes_writes_a_set(tmp_path) -> None:
+    out = tmp_path / "notes"
+    result = runner.invoke(app, ["stimuli", "notes", "--out", str(out), "--instruments", "0,flute",
+                                 "--midi", "60-62", "--duration", "0.5", "--hold", "0.3"])
+    assert result.exit_code == 0, result.output
+    s = StimulusSet.load(out)
+    assert len(s) == 6 and "wrote 6 stimuli" in result.output
+    assert sorted(s.metadata.instrument.unique()) == ["acoustic_grand_piano", "flute"]
+
+
+def test_stimuli_nsynth_command(tmp_path) -> None:
+    from tests.stimuli.test_nsynth import write_nsynth_fixture
+
+    write_nsynth_fixture(tmp_path)
+    out = tmp_path / "ns"
+    result = runner.invoke(app, ["stimuli", "nsynth", str(tmp_path), "--split", "valid", "--out", str(out),
+                                 "--midi", "60-62", "--n-per-family", "2"])
+    assert result.exit_code == 0, result.output
+    assert len(StimulusSet.load(out)) == 18
+
+
+def test_errors_exit_2_with_a_message(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "musiclens", "stimuli", "notes", "--out", str(tmp_path / "x"), "--instruments",
+         "kazoo_supreme", "--midi", "60"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "error: unknown instrument 'kazoo_supreme'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_instruments_listing() -> None:
+    result = runner.invoke(app, ["stimuli", "instruments"])
+    assert result.exit_code == 0 and "acoustic_grand_piano" in result.output and "paper" in result.output
