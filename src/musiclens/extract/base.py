@@ -156,6 +156,10 @@ class Activations:
         Leading special tokens (class token...) in every layer.
     extractor
         The extractor's :meth:`Extractor.info`, plus any input conversions.
+    layer_frames
+        Per-layer override ``{layer: (frame_times [shape=(n_frames_l,)], valid_frames
+        [shape=(n_stimuli,)])}`` for layers whose frame axis differs from the shared one (e.g. a
+        CNN's pooled stages); layers not listed use :attr:`frame_times` / :attr:`valid_frames`.
     """
 
     layers: dict[str, np.ndarray]
@@ -164,6 +168,7 @@ class Activations:
     stimulus_ids: list[str]
     n_special: int = 0
     extractor: dict[str, Any] = field(default_factory=dict)
+    layer_frames: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -171,17 +176,28 @@ class Activations:
         n = len(self.stimulus_ids)
         self.valid_frames = np.asarray(self.valid_frames, dtype=np.int64)
         self.frame_times = np.asarray(self.frame_times, dtype=np.float64)
+        self.layer_frames = {
+            k: (np.asarray(t, dtype=np.float64), np.asarray(v, dtype=np.int64))
+            for k, (t, v) in self.layer_frames.items() if k in self.layers
+        }
         for name, arr in self.layers.items():
             if arr.ndim != 3 or arr.shape[0] != n:
                 raise ExtractionError(
                     f"layer {name!r} has shape {arr.shape}; expected (n_stimuli={n}, n_frames, dim)"
                 )
-            if arr.shape[1] != self.frame_times.shape[0]:
+            times, valid = self.frames_of(name)
+            if arr.shape[1] != times.shape[0]:
                 raise ExtractionError(
-                    f"layer {name!r} has {arr.shape[1]} frames but frame_times has {self.frame_times.shape[0]}"
+                    f"layer {name!r} has {arr.shape[1]} frames but its frame_times has {times.shape[0]}"
                 )
-        if self.valid_frames.shape != (n,):
-            raise ExtractionError(f"valid_frames must have shape ({n},), got {self.valid_frames.shape}")
+            if valid.shape != (n,):
+                raise ExtractionError(f"valid_frames of {name!r} must have shape ({n},), got {valid.shape}")
+            if (valid > arr.shape[1] - self.n_special).any():
+                raise ExtractionError(f"valid_frames of {name!r} exceed its {arr.shape[1]} frames")
+
+    def frames_of(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(frame_times [shape=(n_frames,)], valid_frames [shape=(n_stimuli,)])`` of one layer."""
+        return self.layer_frames.get(layer, (self.frame_times, self.valid_frames))
 
     @property
     def layer_names(self) -> list[str]:
@@ -197,6 +213,7 @@ class Activations:
         return Activations(
             {n: self.layers[n] for n in names}, self.frame_times, self.valid_frames,
             list(self.stimulus_ids), self.n_special, dict(self.extractor),
+            {n: f for n, f in self.layer_frames.items() if n in names},
         )
 
     def pool(
@@ -228,16 +245,31 @@ class Activations:
                 f"pooling {method!r} needs a class token, but extractor "
                 f"{self.extractor.get('name', '?')!r} has none; use 'mean'"
             )
+        out: dict[str, np.ndarray] = {}
+        for name, arr in self.layers.items():
+            times, valid_frames = self.frames_of(name)
+            out[name] = self._pool_one(arr, times, valid_frames, method, frames, time_range_s)
+        return out
+
+    def _pool_one(
+        self,
+        arr: np.ndarray,
+        times: np.ndarray,
+        valid_frames: np.ndarray,
+        method: str,
+        frames: Sequence[int] | slice | None,
+        time_range_s: tuple[float, float] | None,
+    ) -> np.ndarray:
         s = self.n_special
-        n_seq = self.frame_times.shape[0] - s
+        n_seq = times.shape[0] - s
         positions = np.arange(n_seq)
-        valid = positions[None, :] < self.valid_frames[:, None]          # (n_stimuli, n_seq)
+        valid = positions[None, :] < valid_frames[:, None]          # (n_stimuli, n_seq)
         if method == "frames":
             sel = np.zeros(n_seq, dtype=bool)
             if frames is not None:
                 sel[np.arange(n_seq)[frames] if isinstance(frames, slice) else np.asarray(frames, int)] = True
             elif time_range_s is not None:
-                t = self.frame_times[s:]
+                t = times[s:]
                 sel = (t >= time_range_s[0]) & (t < time_range_s[1])
             else:
                 raise ConfigError("pooling 'frames' needs frames=... or time_range_s=(start, stop)")
@@ -245,30 +277,28 @@ class Activations:
         if method in ("mean", "max", "cls+mean", "frames") and (valid.sum(1) == 0).any():
             bad = [self.stimulus_ids[i] for i in np.flatnonzero(valid.sum(1) == 0)[:5]]
             raise ExtractionError(f"no valid frames to pool for stimuli {bad}; choose other frames or longer clips")
-        out: dict[str, np.ndarray] = {}
-        idx = np.arange(self.n_stimuli)
-        for name, arr in self.layers.items():
-            seq = arr[:, s:, :].astype(np.float64)
-            if method in ("mean", "frames", "cls+mean"):
-                w = valid.astype(np.float64)
-                pooled = np.einsum("nt,ntd->nd", w, seq) / w.sum(1, keepdims=True)
-                if method == "cls+mean":
-                    pooled = 0.5 * (pooled + arr[:, 0, :].astype(np.float64))
-            elif method == "max":
-                pooled = np.where(valid[:, :, None], seq, -np.inf).max(axis=1)
-            elif method == "cls":
-                pooled = arr[:, 0, :].astype(np.float64)
-            elif method == "first":
-                pooled = seq[:, 0, :]
-            else:  # last
-                pooled = seq[idx, np.maximum(self.valid_frames - 1, 0), :]
-            out[name] = pooled.astype(np.float32)
-        return out
+        idx = np.arange(arr.shape[0])
+        seq = arr[:, s:, :].astype(np.float64)
+        if method in ("mean", "frames", "cls+mean"):
+            w = valid.astype(np.float64)
+            pooled = np.einsum("nt,ntd->nd", w, seq) / w.sum(1, keepdims=True)
+            if method == "cls+mean":
+                pooled = 0.5 * (pooled + arr[:, 0, :].astype(np.float64))
+        elif method == "max":
+            pooled = np.where(valid[:, :, None], seq, -np.inf).max(axis=1)
+        elif method == "cls":
+            pooled = arr[:, 0, :].astype(np.float64)
+        elif method == "first":
+            pooled = seq[:, 0, :]
+        else:  # last
+            pooled = seq[idx, np.maximum(valid_frames - 1, 0), :]
+        return pooled.astype(np.float32)
 
     def sequence(self, layer: str, index: int) -> np.ndarray:
         """Valid sequence frames of one stimulus in one layer ``[shape=(n_valid, dim)]``."""
         s = self.n_special
-        return self.layers[layer][index, s:s + int(self.valid_frames[index]), :]
+        valid = self.frames_of(layer)[1]
+        return self.layers[layer][index, s:s + int(valid[index]), :]
 
     @classmethod
     def concatenate(cls, parts: Sequence[Activations]) -> Activations:
@@ -277,21 +307,31 @@ class Activations:
             raise ExtractionError("nothing to concatenate")
         first = parts[0]
         names = first.layer_names
-        n_frames = max(p.frame_times.shape[0] for p in parts)
-        longest = max(parts, key=lambda p: p.frame_times.shape[0])
+        for p in parts:
+            if p.layer_names != names or p.n_special != first.n_special:
+                raise ExtractionError("cannot concatenate activations with different layers or special tokens")
         layers: dict[str, np.ndarray] = {}
+        frames: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in names:
+            per = [p.frames_of(name) for p in parts]
+            n_frames = max(t.shape[0] for t, _ in per)
+            longest = max(per, key=lambda f: f[0].shape[0])[0]
             arrays = []
             for p in parts:
-                if p.layer_names != names or p.n_special != first.n_special:
-                    raise ExtractionError("cannot concatenate activations with different layers or special tokens")
                 a = p.layers[name]
                 pad = n_frames - a.shape[1]
                 arrays.append(np.pad(a, ((0, 0), (0, pad), (0, 0))) if pad else a)
             layers[name] = np.concatenate(arrays, axis=0)
+            frames[name] = (longest, np.concatenate([v for _, v in per]))
+        shared_t, shared_v = frames[names[0]]
+        overrides = {
+            n: f for n, f in frames.items()
+            if f[0].shape != shared_t.shape or not np.array_equal(f[0], shared_t, equal_nan=True)
+            or not np.array_equal(f[1], shared_v)
+        }
         return cls(
-            layers, longest.frame_times, np.concatenate([p.valid_frames for p in parts]),
-            [i for p in parts for i in p.stimulus_ids], first.n_special, dict(first.extractor),
+            layers, shared_t, shared_v, [i for p in parts for i in p.stimulus_ids], first.n_special,
+            dict(first.extractor), overrides,
         )
 
     def to_mapping(self) -> Mapping[str, np.ndarray]:

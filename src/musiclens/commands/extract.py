@@ -1,0 +1,77 @@
+"""``musiclens extract`` and ``musiclens models``: thin wrappers over :mod:`musiclens.extract`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+
+def _parse_options(items: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--option expects KEY=VALUE (JSON value), got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def extract_command(
+    model: str = typer.Option(..., "--model", "-m", help="Extractor name (see `musiclens models`), HF model directory, or musiclens checkpoint."),
+    stimuli: Path = typer.Option(..., "--stimuli", "-s", help="Stimulus-set folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output feature-store folder."),
+    layers: str = typer.Option("all", "--layers", help="Layers: names, indices or ranges, comma-separated (e.g. '0,3:6,layer_12')."),
+    pooling: str = typer.Option("mean", "--pooling", help="mean|max|cls|cls+mean|first|last, or none to keep every frame."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Clips per forward pass."),
+    chunk_size: int = typer.Option(64, "--chunk-size", help="Stimuli per committed chunk (bounds memory)."),
+    window: float = typer.Option(None, "--window", help="Window length in s for long audio."),
+    hop: float = typer.Option(None, "--hop", help="Hop between windows in s (default window/2)."),
+    start: int = typer.Option(None, "--start", help="First stimulus row of a shard."),
+    stop: int = typer.Option(None, "--stop", help="End row (exclusive) of a shard."),
+    randomize: bool = typer.Option(False, "--randomize", help="Same architecture, random weights (control)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --randomize."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow code from the checkpoint directory to run (off by default)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store made by another request."),
+    option: list[str] = typer.Option([], "--option", help="Extra builder option KEY=VALUE (JSON value), repeatable."),
+) -> None:
+    """Extract layer-wise activations of a stimulus set into a resumable feature store."""
+    from musiclens.extract import extract_to_store
+
+    path = extract_to_store(
+        model, stimuli, out, layers=layers, pooling=pooling, batch_size=batch_size, chunk_size=chunk_size,
+        window_s=window, hop_s=hop, start=start, stop=stop, randomize=randomize, seed=seed,
+        trust_remote_code=trust_remote_code, device=device, overwrite=overwrite, progress=True,
+        options=_parse_options(option),
+    )
+    typer.echo(str(path))
+
+
+def models_command(
+    model: str = typer.Option(None, "--model", "-m", help="Show the layers of this extractor (name or directory)."),
+    option: list[str] = typer.Option([], "--option", help="Builder option KEY=VALUE (JSON value), repeatable."),
+) -> None:
+    """List the registered extractors, or the layers of one."""
+    from musiclens.extract import EXTRACTORS, build_extractor
+
+    if model is None:
+        for name, help_text in EXTRACTORS.describe().items():
+            typer.echo(f"{name:16s} {help_text}")
+        return
+    ext = build_extractor(model, **_parse_options(option))
+    typer.echo(f"{ext.name}: {ext.sample_rate} Hz, {ext.frame_rate_hz:g} frames/s")
+    for layer in ext.layer_names:
+        typer.echo(layer)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``extract`` and ``models`` to the musiclens CLI."""
+    app.command("extract")(extract_command)
+    app.command("models")(models_command)

