@@ -1,0 +1,53 @@
+"""``musiclens rsa``: RSA of pooled activations against model RDMs (wraps :func:`musiclens.rsa.io.rsa_to_folder`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+
+def rsa_command(
+    activations: Path = typer.Option(..., "--activations", "-a",
+                                     help="Pooled activations: .npz (one key per layer, optional 'stimulus_id') or a feature-store folder."),
+    stimuli: Path = typer.Option(..., "--stimuli", "-s", help="StimulusSet folder whose metadata matches the activations."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for rsa.csv/.parquet, figures and manifest.json."),
+    models: str = typer.Option("pitch_height,chroma", help="Comma-separated model RDM names."),
+    network: str = typer.Option("network", help="Network name for the table's 'network' column."),
+    method: str = typer.Option("tau-a", help="Comparison: tau-a, spearman, rho-a, corr, cosine."),
+    distance: str = typer.Option("correlation", help="RDM distance: correlation, cosine, euclidean, sqeuclidean."),
+    subject: str = typer.Option("instrument", help="Metadata column acting as subjects ('none' for one subject)."),
+    test: str = typer.Option("t-test", help="Test for p: t-test (across subjects) or permutation (stimulus labels)."),
+    permutations: int = typer.Option(1000, "--permutations", help="Stimulus-label permutations (0 to skip)."),
+    bootstraps: int = typer.Option(1000, "--bootstraps", help="Bootstrap resamples for CIs (0: t intervals)."),
+    bootstrap_over: str = typer.Option("both", help="instruments, pitches or both."),
+    correction: str = typer.Option("bonferroni", help="bonferroni or fdr_bh, over layers x model RDMs."),
+    alpha: float = typer.Option(0.05, help="Significance level."),
+    seed: int = typer.Option(0, help="Seed for permutations and bootstraps."),
+    backend: str = typer.Option("numpy", help="numpy, torch (GPU if present) or auto."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Write PNG figures."),
+) -> None:
+    """Compare every layer's RDMs with model RDMs; write a tidy table, figures and a manifest."""
+    from musiclens.rsa.io import rsa_to_folder
+
+    result = rsa_to_folder(
+        activations=activations, stimuli=stimuli, out=out, figures=figures, network=network,
+        models=[m.strip() for m in models.split(",") if m.strip()], method=method, distance=distance,
+        subject=None if subject.lower() == "none" else subject, test=test, n_permutations=permutations,
+        n_bootstraps=bootstraps, bootstrap_over=bootstrap_over, correction=correction, alpha=alpha,
+        seed=seed, backend=backend, progress=True,
+    )
+    t = result.table
+    main = t[t["statistic"].isin([method, f"partial-{method}"])]
+    typer.echo(f"wrote {len(t)} rows to {out / 'rsa.csv'}")
+    for (stat, model), g in main.groupby(["statistic", "model_rdm"], sort=False):
+        best = g.loc[g["value"].idxmax()]
+        typer.echo(f"  {stat:>16} {model:<14} peak {best['value']:+.3f} at {best['layer']}; "
+                   f"{int(g['significant'].sum())}/{len(g)} layers significant")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``musiclens rsa`` to ``app``."""
+    app.command("rsa")(rsa_command)

@@ -1,0 +1,138 @@
+"""Reading pooled activations and writing an RSA run folder.
+
+Activations are read from an ``.npz`` (one key per layer ``[shape=(n_stimuli, dim)]``, optional
+key ``stimulus_id``) or from a feature-store folder through
+``musiclens.extract.store.load_pooled(path) -> (dict[layer, array], list[stimulus_id])``.
+
+:func:`rsa_to_folder` runs :func:`~musiclens.rsa.pipeline.run_rsa` and writes, atomically:
+``rsa.csv``, ``rsa.parquet``, ``rsa_tests.csv``, ``per_subject.csv``, ``rdms.npz``,
+``conditions.csv``, the PNG figures and ``manifest.json`` (versions, seed, input hashes, timings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from musiclens.errors import AnalysisError, DatasetError, MissingDependencyError
+from musiclens.fsutil import atomic_write_json
+from musiclens.provenance import Timer, environment, hash_array
+from musiclens.rsa.pipeline import RSAResult, run_rsa
+
+__all__ = ["load_activations", "rsa_to_folder"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_activations(path: str | Path) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """Pooled activations and their stimulus ids (``None`` when the file has none).
+
+    Parameters
+    ----------
+    path
+        An ``.npz`` file or a feature-store folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        try:
+            store = importlib.import_module("musiclens.extract.store")
+            load_pooled = store.load_pooled
+        except (ImportError, AttributeError) as err:
+            raise MissingDependencyError(
+                f"{path} is a folder, read as a feature store, but musiclens.extract.store.load_pooled is "
+                f"not available ({err}); export the pooled activations to an .npz (one key per layer, "
+                "plus 'stimulus_id') instead"
+            ) from err
+        layers, ids = load_pooled(path)
+        return {str(k): np.asarray(v) for k, v in layers.items()}, [str(s) for s in ids]
+    if not path.is_file():
+        raise DatasetError(f"activations {path} do not exist; give an .npz file or a feature-store folder")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError) as err:
+        raise DatasetError(
+            f"cannot read {path} as an .npz of numeric arrays ({err}); save stimulus ids as a string "
+            "array (np.array(ids, dtype=str)), never as Python objects"
+        ) from err
+    ids = arrays.pop("stimulus_id", None)
+    if not arrays:
+        raise AnalysisError(f"{path} holds no layer arrays (only {list(arrays) or 'nothing'})")
+    return arrays, (None if ids is None else [str(s) for s in ids.tolist()])
+
+
+def _hash_path(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def rsa_to_folder(
+    *,
+    activations: str | Path,
+    stimuli: str | Path,
+    out: str | Path,
+    figures: bool = True,
+    **kwargs: Any,
+) -> RSAResult:
+    """Run RSA on files and write the run folder ``out``.
+
+    Parameters
+    ----------
+    activations
+        ``.npz`` or feature-store folder (see :func:`load_activations`).
+    stimuli
+        Stimulus-set folder (its metadata is read with ``StimulusSet.read_metadata``).
+    out
+        Output folder (created).
+    figures
+        Write the PNG figures.
+    **kwargs
+        Passed to :func:`~musiclens.rsa.pipeline.run_rsa` (``network``, ``models``, ``method``...).
+    """
+    from musiclens.stimuli.stimulus_set import StimulusSet
+
+    timer = Timer()
+    activations, stimuli, out = Path(activations), Path(stimuli), Path(out)
+    with timer("load"):
+        layers, ids = load_activations(activations)
+        metadata: pd.DataFrame = StimulusSet.read_metadata(stimuli)
+    result = run_rsa(layers, metadata, stimulus_ids=ids, **kwargs)
+    with timer("write_tables"):
+        written = result.save(out)
+    if figures:
+        from musiclens.rsa.plots import save_figures
+
+        with timer("figures"):
+            written += save_figures(result, out, seed=int(result.config["seed"]))
+    timings = {**result.timings, **timer.seconds}
+    manifest = {
+        "command": "rsa",
+        "config": result.config,
+        "seed": result.config["seed"],
+        "inputs": {
+            "activations": str(activations),
+            "activations_sha256": _hash_path(activations),
+            "layer_hashes": {k: hash_array(np.asarray(v)) for k, v in layers.items()},
+            "stimuli": str(stimuli),
+            "metadata_sha256": hashlib.sha256(
+                metadata.to_csv(index=False, float_format="%.10g").encode()).hexdigest(),
+        },
+        "outputs": sorted(p.name for p in written),
+        "timings_s": timings,
+        "environment": environment(),
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    logger.info("RSA results in %s", out)
+    return result
