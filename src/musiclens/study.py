@@ -18,6 +18,14 @@ Steps so far:
     Tables and a figure describing the stimulus set: ``summary.csv`` (one row per instrument),
     ``summary.json`` and ``stimuli.png`` (log-spectra of one note per family and the levels of
     every note).
+``extract``
+    Pooled activations of every network in ``networks`` into ``RUN_DIR/features/<name>``
+    (resumable feature stores).
+``rsa``
+    RSA of every network against the model RDMs: ``RUN_DIR/rsa/<name>/`` (table, figures) and
+    the combined ``RUN_DIR/rsa/rsa.csv`` / ``rsa.parquet``.
+``report``
+    ``report.html`` (self-contained) and ``report.md``, rebuilt from the saved results.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from musiclens.fsutil import atomic_write_json, atomic_write_text
 from musiclens.provenance import environment
 from musiclens.registry import Registry
 
-__all__ = ["load_study", "validate_study", "run_study", "STEPS", "SCHEMA", "DEFAULT_STUDY"]
+__all__ = ["load_study", "validate_study", "run_study", "STEPS", "SCHEMA", "NETWORK_KEYS", "DEFAULT_STUDY"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +61,20 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "backend": "auto", "soundfont": None, "sample_rate": None, "duration_s": None, "hold_s": None,
         "normalize": "none", "on_out_of_range": "error",
     },
+    "networks": {},
+    "rsa": {
+        "models": ["pitch_height", "chroma"], "method": "tau-a", "distance": "correlation",
+        "subject": "instrument", "condition": "midi", "test": "t-test", "n_permutations": 1000,
+        "n_bootstraps": 1000, "bootstrap_over": "both", "correction": "bonferroni", "alpha": 0.05,
+        "pooling": "mean",
+    },
     "steps": {"run": ["stimuli", "summary"]},
+}
+
+#: Keys of one entry of ``networks`` (a mapping name -> entry).
+NETWORK_KEYS: dict[str, Any] = {
+    "model": None, "options": {}, "layers": None, "randomize": False, "seed": 0, "batch_size": 8,
+    "description": "",
 }
 
 
@@ -84,10 +105,21 @@ def validate_study(raw: Mapping[str, Any] | None) -> dict[str, Any]:
         given = raw.get(section) or {}
         if not isinstance(given, Mapping):
             raise ConfigError(f"section {section!r} of the study file must be a mapping, got {type(given).__name__}")
-        _check_keys(section, given, defaults)
+        if section != "networks":  # free names; each entry is checked against NETWORK_KEYS below
+            _check_keys(section, given, defaults)
         merged = copy.deepcopy(defaults)
         merged.update(given)
         out[section] = merged
+    nets = out["networks"]
+    for name, entry in list(nets.items()):
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"networks.{name} must be a mapping with keys {', '.join(NETWORK_KEYS)}")
+        _check_keys(f"networks.{name}", entry, NETWORK_KEYS)
+        merged = copy.deepcopy(NETWORK_KEYS)
+        merged.update(entry)
+        if not merged["model"]:
+            raise ConfigError(f"networks.{name} needs a 'model' (an extractor name, directory or checkpoint)")
+        nets[name] = merged
     for step in out["steps"]["run"]:
         if step not in STEPS:
             raise ConfigError(f"unknown study step {step!r} in steps.run; valid steps: {', '.join(STEPS.names())}")
@@ -155,7 +187,69 @@ def _summary_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return {"outputs": ["summary.csv", "summary.json", "stimuli.png"], **summary}
 
 
+def _extract_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from musiclens.extract.runner import extract_to_store
+
+    if not study["networks"]:
+        raise ConfigError("step 'extract' needs at least one entry under 'networks'")
+    outputs, stores = [], {}
+    for name, net in study["networks"].items():
+        store = run_dir / "features" / name
+        extract_to_store(
+            net["model"], run_dir / "stimuli", store, layers=net["layers"], pooling=study["rsa"]["pooling"],
+            batch_size=int(net["batch_size"]), randomize=bool(net["randomize"]), seed=int(net["seed"]),
+            options=net["options"] or None,
+        )  # resumable; a finished store costs nothing
+        outputs.append(f"features/{name}")
+        stores[name] = str(store)
+    return {"outputs": outputs, "stores": stores}
+
+
+def _rsa_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from musiclens.extract.store import load_pooled
+    from musiclens.fsutil import atomic_write_bytes
+    from musiclens.rsa.pipeline import run_rsa
+    from musiclens.rsa.plots import save_figures
+    from musiclens.stimuli.stimulus_set import StimulusSet
+
+    cfg = study["rsa"]
+    metadata = StimulusSet.read_metadata(run_dir / "stimuli")
+    tables = []
+    for name in study["networks"]:
+        layers, ids = load_pooled(run_dir / "features" / name)
+        result = run_rsa(
+            layers, metadata, network=name, models=cfg["models"], method=cfg["method"], distance=cfg["distance"],
+            subject=cfg["subject"], condition=cfg["condition"], stimulus_ids=ids, test=cfg["test"],
+            n_permutations=int(cfg["n_permutations"]), n_bootstraps=int(cfg["n_bootstraps"]),
+            bootstrap_over=cfg["bootstrap_over"], correction=cfg["correction"], alpha=float(cfg["alpha"]),
+            seed=int(study["study"]["seed"]),
+        )
+        result.save(run_dir / "rsa" / name)
+        save_figures(result, run_dir / "rsa" / name, seed=int(study["study"]["seed"]))
+        tables.append(result.table)
+    table = pd.concat(tables, ignore_index=True)
+    atomic_write_bytes(run_dir / "rsa" / "rsa.csv", table.to_csv(index=False).encode())
+    import io
+
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    atomic_write_bytes(run_dir / "rsa" / "rsa.parquet", buf.getvalue())
+    return {"outputs": ["rsa/rsa.csv", "rsa/rsa.parquet"], "n_rows": len(table)}
+
+
+def _report_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from musiclens.report.html import build_report
+
+    build_report(run_dir)
+    return {"outputs": ["report.html", "report.md"]}
+
+
 STEPS.register("stimuli", _stimuli_step, help="render the note grid into RUN_DIR/stimuli")
+STEPS.register("extract", _extract_step, help="pooled activations of every network into RUN_DIR/features/<name>")
+STEPS.register("rsa", _rsa_step, help="RSA of every network against the model RDMs into RUN_DIR/rsa")
+STEPS.register("report", _report_step, help="report.html and report.md from the saved results")
 STEPS.register("summary", _summary_step, help="summary tables and figure of the stimulus set")
 
 

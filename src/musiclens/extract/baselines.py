@@ -15,6 +15,8 @@ sample_rate`` seconds, frame ``j`` centred at ``j * hop_length / sample_rate`` (
 
 from __future__ import annotations
 
+import warnings
+
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -108,9 +110,11 @@ class SpectralExtractor(BatchedExtractor):
         self.frame_rate_hz = self.sample_rate / self.hop_length
         self.batch_size = int(batch_size)
         self.min_samples = 1
-        try:
-            _FEATURES[feature](np.zeros(self.hop_length * 4, np.float32), sr=self.sample_rate,
-                               hop_length=self.hop_length, **self.params)
+        try:  # validate the parameters once, on silence (librosa's short-input warnings are moot here)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                _FEATURES[feature](np.zeros(self.hop_length * 4, np.float32), sr=self.sample_rate,
+                                   hop_length=self.hop_length, **self.params)
         except TypeError as err:
             raise ConfigError(f"invalid parameters for {feature!r}: {err}") from err
 

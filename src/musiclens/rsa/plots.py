@@ -127,8 +127,17 @@ def plot_mds(result: RSAResult, *, layer: str | None = None, seed: int = 0) -> F
         raise ConfigError(f"unknown layer {layer!r}; layers are {layers}")
     mat = result.rdms[layer].mean_matrix()
     mat = np.maximum(mat, 0.0)  # cross-validated distances can be slightly negative
-    coords = MDS(n_components=2, dissimilarity="precomputed", random_state=seed, n_init=4,
-                 normalized_stress="auto").fit_transform(mat)
+    import inspect
+
+    # scikit-learn 1.8 renamed `dissimilarity` to `metric` and is changing `init`; ask for the
+    # same thing under either API so results and warnings do not depend on the version.
+    params = inspect.signature(MDS).parameters
+    kwargs: dict = {"n_components": 2, "random_state": seed, "n_init": 4, "normalized_stress": "auto"}
+    if "metric_mds" in params:
+        kwargs.update(metric="precomputed", init="random")
+    else:
+        kwargs.update(dissimilarity="precomputed")
+    coords = MDS(**kwargs).fit_transform(mat)
     conditions = result.conditions
     midi = conditions["midi"].to_numpy(float) if "midi" in conditions.columns else np.arange(len(conditions))
     pc = (np.round(midi).astype(int)) % 12
