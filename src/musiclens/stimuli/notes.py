@@ -180,44 +180,40 @@ class _AdditiveSynth(_NoteSynth):
         return {"synth": self.name, "timbres": {n: asdict(TIMBRES.get(n)) for n in TIMBRES}}
 
 
-class _PureSynth(_NoteSynth):
-    name = "pure"
+class _AnalyticSynth(_NoteSynth):
+    """A synthesizer with a single analytic instrument (a pure tone or a Shepard tone)."""
 
-    def __init__(self, **_: Any) -> None:
-        pass
-
-    def instrument(self, spec: str | int) -> Instrument:
-        if spec != "sine":
-            raise StimulusError(f"the 'pure' synth has one instrument, 'sine'; got {spec!r}")
-        return Instrument(name="sine", family="pure", program=None, label="sine")
-
-    def render(self, inst: Instrument, *, midi: int, velocity: int, grid: NoteGrid, seed: int) -> np.ndarray:
-        return pure_tone(midi=midi, duration_s=grid.duration_s, hold_s=grid.hold_s,
-                         sample_rate=grid.sample_rate, amplitude=0.5 * velocity / 127)
-
-
-class _ShepardSynth(_NoteSynth):
-    name = "shepard"
-
-    def __init__(self, **_: Any) -> None:
-        pass
+    def __init__(self, *, name: str, instrument: Instrument, fn: Callable[..., np.ndarray]) -> None:
+        self.name, self._instrument, self._fn = name, instrument, fn
 
     def instrument(self, spec: str | int) -> Instrument:
-        if spec != "shepard":
-            raise StimulusError(f"the 'shepard' synth has one instrument, 'shepard'; got {spec!r}")
-        return Instrument(name="shepard", family="shepard", program=None, label="Shepard tone")
+        if spec != self._instrument.name:
+            raise StimulusError(
+                f"the {self.name!r} synth has one instrument, {self._instrument.name!r}; got {spec!r}"
+            )
+        return self._instrument
 
     def render(self, inst: Instrument, *, midi: int, velocity: int, grid: NoteGrid, seed: int) -> np.ndarray:
-        return shepard_tone(midi=midi, duration_s=grid.duration_s, hold_s=grid.hold_s,
-                            sample_rate=grid.sample_rate, amplitude=0.5 * velocity / 127)
+        return self._fn(midi=midi, duration_s=grid.duration_s, hold_s=grid.hold_s,
+                        sample_rate=grid.sample_rate, amplitude=0.5 * velocity / 127)
+
+
+def _pure_synth(**_: Any) -> _AnalyticSynth:
+    return _AnalyticSynth(name="pure", fn=pure_tone,
+                          instrument=Instrument(name="sine", family="pure", program=None, label="sine"))
+
+
+def _shepard_synth(**_: Any) -> _AnalyticSynth:
+    return _AnalyticSynth(name="shepard", fn=shepard_tone,
+                          instrument=Instrument(name="shepard", family="shepard", program=None, label="Shepard tone"))
 
 
 #: Note synthesizers by name: ``NOTE_SYNTHS.get(name)(**options)``.
 NOTE_SYNTHS: Registry[Callable[..., NoteSynth]] = Registry("note synthesizer")
 NOTE_SYNTHS.register("soundfont", _SoundFontSynth, help="General MIDI programs from a SoundFont")
 NOTE_SYNTHS.register("additive", _AdditiveSynth, help="pure-NumPy additive harmonic synthesizer")
-NOTE_SYNTHS.register("pure", _PureSynth, help="sinusoids")
-NOTE_SYNTHS.register("shepard", _ShepardSynth, help="Shepard tones (octave-ambiguous)")
+NOTE_SYNTHS.register("pure", _pure_synth, help="sinusoids")
+NOTE_SYNTHS.register("shepard", _shepard_synth, help="Shepard tones (octave-ambiguous)")
 
 
 # ---------------------------------------------------------------------------------- rendering
