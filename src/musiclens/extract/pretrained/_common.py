@@ -11,6 +11,7 @@ import numpy as np
 from musiclens.audio import prepare
 from musiclens.errors import AudioError, ConfigError, ExtractionError
 from musiclens.extract.base import Activations, resolve_layers
+from musiclens.extract.pretrained._imports import import_torch, package_version
 from musiclens.provenance import hash_bytes
 
 __all__ = [
@@ -20,6 +21,12 @@ __all__ = [
     "state_dict_hash",
     "randomize_module",
     "FeatureHooks",
+    "PretrainedExtractor",
+    "run_batched",
+    "run_equal_length",
+    "info_head",
+    "first_layer_frames",
+    "layer_for_decode",
 ]
 
 logger = logging.getLogger(__name__)
@@ -215,3 +222,121 @@ def iter_progress(items: Iterable[Any], *, total: int, desc: str, enabled: bool)
     except ImportError:
         return items
     return tqdm(items, total=total, desc=desc, leave=False)
+
+
+def run_batched(
+    inputs: Any,
+    names: Sequence[str],
+    forward: Callable[[Any, Sequence[str]], dict[str, np.ndarray]],
+    *,
+    batch_size: int,
+    desc: str,
+    progress: bool,
+) -> dict[str, np.ndarray]:
+    """``forward(inputs[s:s + batch_size], names)`` over consecutive batches, joined along axis 0."""
+    parts: list[dict[str, np.ndarray]] = []
+    starts = range(0, inputs.shape[0], batch_size)
+    for s in iter_progress(starts, total=len(starts), desc=desc, enabled=progress):
+        parts.append(forward(inputs[s:s + batch_size], names))
+    return {n: np.concatenate([p[n] for p in parts]) for n in names}
+
+
+def run_equal_length(
+    clips: Sequence[np.ndarray],
+    names: Sequence[str],
+    forward: Callable[[Any, Sequence[str]], dict[str, np.ndarray]],
+    *,
+    batch_size: int,
+    device: str,
+    desc: str,
+    progress: bool,
+) -> list[dict[str, np.ndarray]]:
+    """Per-clip ``{layer: [n_frames_i, dim]}``, batching (as torch tensors) only clips of equal length."""
+    torch = import_torch()
+    per_clip: list[dict[str, np.ndarray]] = [{} for _ in clips]
+    buckets = length_buckets([c.shape[0] for c in clips], max_batch=batch_size)
+    for idx in iter_progress(buckets, total=len(buckets), desc=desc, enabled=progress):
+        x = torch.from_numpy(np.stack([clips[i] for i in idx])).to(device)
+        res = forward(x, names)
+        for k, i in enumerate(idx):
+            per_clip[i] = {n: res[n][k] for n in names}
+    return per_clip
+
+
+def first_layer_frames(per_clip: Sequence[dict[str, np.ndarray]]) -> list[int]:
+    """Frames of each clip's first layer."""
+    return [next(iter(p.values())).shape[0] for p in per_clip]
+
+
+def info_head(name: str, family: str, package: str) -> dict[str, Any]:
+    """The keys every pretrained extractor's ``info()`` starts with."""
+    return {"name": name, "family": family, "package": package, "package_version": package_version(package)}
+
+
+def layer_for_decode(activations: Activations, layer: str) -> np.ndarray:
+    """``activations.layers[layer]``, or a :class:`ConfigError` saying how to extract it."""
+    if layer not in activations.layers:
+        raise ConfigError(f"decode_hz needs the {layer!r} layer; extract it with layers=[{layer!r}]")
+    return activations.layers[layer]
+
+
+class PretrainedExtractor:
+    """Base of the pretrained extractors: :meth:`extract` = resolve layers → prepare clips →
+    :meth:`_per_clip` (the network) → :func:`assemble`.
+
+    Subclasses set ``name``, ``sample_rate``, ``layer_names`` (and ``min_samples`` if not 1) and
+    define ``_per_clip``, ``frame_times`` and ``info``.
+    """
+
+    name: str
+    sample_rate: int
+    layer_names: list[str]
+    min_samples: int = 1
+
+    def _per_clip(
+        self, clips: list[np.ndarray], ids: list[str], names: list[str]
+    ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+        """Per-clip ``{layer: [n_frames_i, dim]}`` and each clip's valid frame count."""
+        raise NotImplementedError
+
+    def frame_times(self, n_frames: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def info(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def extract(
+        self,
+        audio: Sequence[np.ndarray] | np.ndarray,
+        *,
+        layers: str | int | Sequence[str | int] | None = None,
+        stimulus_ids: Sequence[str] | None = None,
+        sample_rate: int | None = None,
+    ) -> Activations:
+        """Activations of ``audio``.
+
+        Parameters
+        ----------
+        audio
+            Clips ``[shape=(n_samples,)]`` at ``sample_rate`` (default: the network's rate,
+            :attr:`sample_rate`; other rates are resampled and the conversion recorded).
+        layers
+            Layer selection (names, indices, ranges; default all).
+        stimulus_ids
+            One id per clip.
+        sample_rate
+            Rate of ``audio`` in Hz.
+
+        Returns
+        -------
+        Activations
+            Each layer ``[shape=(n_clips, n_frames, dim)]`` at :meth:`frame_times` (see the
+            module's docstring for the frame convention).
+        """
+        names = check_layers(self.layer_names, layers)
+        clips, ids, conversions = prepare_clips(audio, stimulus_ids=stimulus_ids, sample_rate=sample_rate,
+                                                target_sr=self.sample_rate, min_samples=self.min_samples,
+                                                extractor=self.name)
+        per_clip, valid = self._per_clip(clips, ids, names)
+        return assemble(per_clip, layers=names, ids=ids, valid_frames=valid, frame_times=self.frame_times,
+                        info=self.info(), conversions=conversions)

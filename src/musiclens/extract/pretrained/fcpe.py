@@ -32,15 +32,14 @@ from musiclens.errors import ConfigError
 from musiclens.extract.base import Activations
 from musiclens.extract.pretrained._common import (
     FeatureHooks,
-    assemble,
-    check_layers,
-    iter_progress,
-    length_buckets,
-    prepare_clips,
+    PretrainedExtractor,
+    info_head,
+    layer_for_decode,
     randomize_module,
+    run_equal_length,
     state_dict_hash,
 )
-from musiclens.extract.pretrained._imports import import_torch, import_torchfcpe, package_version, quiet
+from musiclens.extract.pretrained._imports import import_torch, import_torchfcpe, quiet
 
 __all__ = ["FcpeExtractor", "fcpe_latent_to_hz"]
 
@@ -67,7 +66,7 @@ def fcpe_latent_to_hz(latent: np.ndarray, *, cent_table: np.ndarray) -> np.ndarr
     return 10.0 * 2.0 ** (cents / 1200.0)
 
 
-class FcpeExtractor:
+class FcpeExtractor(PretrainedExtractor):
     """FCPE's bundled model as an :class:`~musiclens.extract.base.Extractor`.
 
     Parameters
@@ -150,55 +149,28 @@ class FcpeExtractor:
         out["latent"] = latent
         return {n: out[n].float().cpu().numpy() for n in names}
 
-    def extract(
-        self,
-        audio: Sequence[np.ndarray] | np.ndarray,
-        *,
-        layers: str | int | Sequence[str | int] | None = None,
-        stimulus_ids: Sequence[str] | None = None,
-        sample_rate: int | None = None,
-    ) -> Activations:
-        """Activations of ``audio`` (clips at ``sample_rate``, default 16 kHz).
-
-        Returns
-        -------
-        Activations
-            Each layer ``[shape=(n_clips, n_frames, dim)]``; ``frame_times[i] = (160 i + 80) / 16000``.
-        """
-        names = check_layers(self.layer_names, layers)
-        clips, ids, conversions = prepare_clips(audio, stimulus_ids=stimulus_ids, sample_rate=sample_rate,
-                                                target_sr=FCPE_SAMPLE_RATE, min_samples=self.min_samples,
-                                                extractor=self.name)
+    def _per_clip(
+        self, clips: list[np.ndarray], ids: list[str], names: list[str]
+    ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+        """Clips of equal length batched; ``frame_times[i] = (160 i + 80) / 16000``."""
         for c, sid in zip(clips, ids):
             peak = float(np.abs(c).max())
             if peak > 1.0:
                 logger.warning("%s: stimulus %r peaks at %.3f > 1; FCPE expects audio in [-1, 1]", self.name, sid, peak)
-        torch = import_torch()
-        per_clip: list[dict[str, np.ndarray]] = [{} for _ in clips]
-        buckets = length_buckets([c.shape[0] for c in clips], max_batch=self.batch_size)
-        for idx in iter_progress(buckets, total=len(buckets), desc=self.name, enabled=self.progress):
-            x = torch.from_numpy(np.stack([clips[i] for i in idx])).to(self.device)
-            res = self._forward(x, names)
-            for k, i in enumerate(idx):
-                per_clip[i] = {n: res[n][k] for n in names}
-        valid = [self.n_frames(c.shape[0]) for c in clips]
-        return assemble(per_clip, layers=names, ids=ids, valid_frames=valid, frame_times=self.frame_times,
-                        info=self.info(), conversions=conversions)
+        per_clip = run_equal_length(clips, names, self._forward, batch_size=self.batch_size, device=self.device,
+                                    desc=self.name, progress=self.progress)
+        return per_clip, [self.n_frames(c.shape[0]) for c in clips]
 
     def decode_hz(self, activations: Activations) -> np.ndarray:
         """Pitch in Hz ``[shape=(n_clips, n_frames)]`` from the ``latent`` layer (FCPE's local argmax)."""
-        if "latent" not in activations.layers:
-            raise ConfigError("decode_hz needs the 'latent' layer; extract it with layers=['latent']")
+        latent = layer_for_decode(activations, "latent")
         table = self.model.cent_table.detach().cpu().numpy()
-        return fcpe_latent_to_hz(activations.layers["latent"], cent_table=table)
+        return fcpe_latent_to_hz(latent, cent_table=table)
 
     def info(self) -> dict[str, Any]:
         """Architecture, weights hash and options."""
         return {
-            "name": self.name,
-            "family": "fcpe",
-            "package": "torchfcpe",
-            "package_version": package_version("torchfcpe"),
+            **info_head(self.name, "fcpe", "torchfcpe"),
             "weights_file": self.weights_file,
             "weights_hash": self.weights_hash,
             "randomized": self.randomize,

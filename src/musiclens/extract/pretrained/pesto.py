@@ -37,15 +37,15 @@ import numpy as np
 from musiclens.errors import ConfigError
 from musiclens.extract.base import Activations
 from musiclens.extract.pretrained._common import (
-    assemble,
-    check_layers,
-    iter_progress,
-    length_buckets,
-    prepare_clips,
+    PretrainedExtractor,
+    first_layer_frames,
+    info_head,
+    layer_for_decode,
     randomize_module,
+    run_equal_length,
     state_dict_hash,
 )
-from musiclens.extract.pretrained._imports import import_pesto, import_torch, package_version, quiet
+from musiclens.extract.pretrained._imports import import_pesto, import_torch, quiet
 
 __all__ = ["PestoExtractor", "pesto_activations_to_hz", "PESTO_CHECKPOINT"]
 
@@ -78,7 +78,7 @@ def pesto_activations_to_hz(activations: np.ndarray, *, bins_per_semitone: int =
     return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
 
 
-class PestoExtractor:
+class PestoExtractor(PretrainedExtractor):
     """PESTO ``mir-1k_g7`` as an :class:`~musiclens.extract.base.Extractor`.
 
     Parameters
@@ -190,51 +190,25 @@ class PestoExtractor:
             out["activations"] = act
         return {n: out[n].reshape(b, -1, int(np.prod(out[n].shape[1:]))).float().cpu().numpy() for n in names}
 
-    def extract(
-        self,
-        audio: Sequence[np.ndarray] | np.ndarray,
-        *,
-        layers: str | int | Sequence[str | int] | None = None,
-        stimulus_ids: Sequence[str] | None = None,
-        sample_rate: int | None = None,
-    ) -> Activations:
-        """Activations of ``audio`` (clips at ``sample_rate``, default 16 kHz; see the module docstring).
-
-        Returns
-        -------
-        Activations
-            Each layer ``[shape=(n_clips, n_frames, dim)]``; ``frame_times[i] = i * step_ms / 1000``.
-        """
-        names = check_layers(self.layer_names, layers)
-        clips, ids, conversions = prepare_clips(audio, stimulus_ids=stimulus_ids, sample_rate=sample_rate,
-                                                target_sr=PESTO_SAMPLE_RATE, min_samples=self.min_samples,
-                                                extractor=self.name)
-        torch = import_torch()
-        per_clip: list[dict[str, np.ndarray]] = [{} for _ in clips]
-        buckets = length_buckets([c.shape[0] for c in clips], max_batch=self.batch_size)
+    def _per_clip(
+        self, clips: list[np.ndarray], ids: list[str], names: list[str]
+    ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+        """Clips of equal length batched; ``frame_times[i] = i * step_ms / 1000``."""
+        import_torch()
         with quiet("pesto"):
-            for idx in iter_progress(buckets, total=len(buckets), desc=self.name, enabled=self.progress):
-                x = torch.from_numpy(np.stack([clips[i] for i in idx])).to(self.device)
-                res = self._forward(x, names)
-                for k, i in enumerate(idx):
-                    per_clip[i] = {n: res[n][k] for n in names}
-        valid = [next(iter(p.values())).shape[0] for p in per_clip]
-        return assemble(per_clip, layers=names, ids=ids, valid_frames=valid, frame_times=self.frame_times,
-                        info=self.info(), conversions=conversions)
+            per_clip = run_equal_length(clips, names, self._forward, batch_size=self.batch_size, device=self.device,
+                                        desc=self.name, progress=self.progress)
+        return per_clip, first_layer_frames(per_clip)
 
     def decode_hz(self, activations: Activations) -> np.ndarray:
         """Pitch in Hz ``[shape=(n_clips, n_frames)]`` from the ``activations`` layer (PESTO's ``alwa``)."""
-        if "activations" not in activations.layers:
-            raise ConfigError("decode_hz needs the 'activations' layer; extract it with layers=['activations']")
-        return pesto_activations_to_hz(activations.layers["activations"], bins_per_semitone=self.bins_per_semitone)
+        return pesto_activations_to_hz(layer_for_decode(activations, "activations"),
+                                       bins_per_semitone=self.bins_per_semitone)
 
     def info(self) -> dict[str, Any]:
         """Architecture, weights hash and options."""
         return {
-            "name": self.name,
-            "family": "pesto",
-            "package": "pesto-pitch",
-            "package_version": package_version("pesto-pitch"),
+            **info_head(self.name, "pesto", "pesto-pitch"),
             "checkpoint": self.checkpoint,
             "weights_file": self.weights_file,
             "weights_hash": self.weights_hash,
