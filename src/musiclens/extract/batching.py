@@ -18,6 +18,8 @@ This module imports without torch.
 
 from __future__ import annotations
 
+import abc
+
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,7 +97,7 @@ def plan_batches(lengths: Sequence[int], *, batch_size: int, padding_invariant: 
     return out
 
 
-class BatchedExtractor:
+class BatchedExtractor(abc.ABC):
     """Base of musiclens extractors: validation, a batch plan, and assembly.
 
     Subclasses set :attr:`name`, :attr:`sample_rate`, :attr:`layer_names`,
@@ -124,9 +126,9 @@ class BatchedExtractor:
     n_special: int = 0
 
     # ------------------------------------------------------------------ to implement
+    @abc.abstractmethod
     def _forward(self, clips: list[np.ndarray], layers: list[str]) -> dict[str, LayerBatch]:
         """Run one batch; ``clips`` share a length unless :attr:`padding_invariant`."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _forward")
 
     def info(self) -> dict[str, Any]:
         """JSON-serialisable description for manifests."""

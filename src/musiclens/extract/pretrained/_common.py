@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -280,7 +282,7 @@ def layer_for_decode(activations: Activations, layer: str) -> np.ndarray:
     return activations.layers[layer]
 
 
-class PretrainedExtractor:
+class PretrainedExtractor(abc.ABC):
     """Base of the pretrained extractors: :meth:`extract` = resolve layers → prepare clips →
     :meth:`_per_clip` (the network) → :func:`assemble`.
 
@@ -293,17 +295,19 @@ class PretrainedExtractor:
     layer_names: list[str]
     min_samples: int = 1
 
+    @abc.abstractmethod
     def _per_clip(
         self, clips: list[np.ndarray], ids: list[str], names: list[str]
     ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
         """Per-clip ``{layer: [n_frames_i, dim]}`` and each clip's valid frame count."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def frame_times(self, n_frames: int) -> np.ndarray:
-        raise NotImplementedError
+        """Centre time in seconds of each of ``n_frames`` frames."""
 
+    @abc.abstractmethod
     def info(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """JSON-serialisable description for manifests."""
 
     def extract(
         self,
