@@ -47,7 +47,8 @@ from musiclens.fsutil import atomic_write_json, atomic_write_text
 from musiclens.provenance import environment
 from musiclens.registry import Registry
 
-__all__ = ["load_study", "validate_study", "run_study", "STEPS", "SCHEMA", "NETWORK_KEYS", "DEFAULT_STUDY"]
+__all__ = ["load_study", "validate_study", "run_study", "apply_scale", "network_model", "STEPS", "SCHEMA",
+           "NETWORK_KEYS", "CORPUS_KEYS", "TRAINING_KEYS", "DEFAULT_STUDY"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ DEFAULT_STUDY = "default"
 
 #: Valid keys and their defaults, per section.  ``None`` means "no default; optional".
 SCHEMA: dict[str, dict[str, Any]] = {
-    "study": {"name": "notes", "question": "", "seed": 0},
+    "study": {"name": "notes", "question": "", "seed": 0, "scale": "quick", "description": ""},
     "stimuli": {
         "grid": "paper", "instruments": None, "midi": None, "velocities": None, "synth": None,
         "backend": "auto", "soundfont": None, "sample_rate": None, "duration_s": None, "hold_s": None,
@@ -68,14 +69,71 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "n_bootstraps": 1000, "bootstrap_over": "both", "correction": "bonferroni", "alpha": 0.05,
         "pooling": "mean",
     },
+    # Training corpora built into RUN_DIR/corpora/<name> (free names; entries: CORPUS_KEYS).
+    "corpora": {},
+    # Training conditions run into RUN_DIR/train/<name> (free names; entries: TRAINING_KEYS).
+    "training": {},
+    "probes": {
+        "networks": None, "note_tasks": ["pitch", "pitch_class", "octave", "instrument", "family"],
+        "corpus": None, "corpus_tasks": [], "corpus_clips": 48, "crop_s": 4.0, "probe": "linear",
+        "poolings": ["mean"], "layers": None, "lrs": None, "max_epochs": None, "seed": None,
+    },
+    "attention": {"networks": None, "corpus": None, "clips": 4, "crop_s": 4.0, "layers": None},
+    "ssm": {"networks": None, "corpus": None, "clips": 4, "crop_s": 4.0, "layers": None},
+    # Named overlays merged onto the study by `musiclens run --scale NAME` (e.g. quick/full).
+    "scales": {},
     "steps": {"run": ["stimuli", "summary"]},
+}
+
+#: Keys of one entry of ``corpora``.
+CORPUS_KEYS: dict[str, Any] = {
+    "kind": "music", "n": 64, "seed": 0, "preset": "default", "duration_s": None, "sample_rate": 16000,
+    "soundfont": None, "backend": "auto", "text": "mixed", "voices": None, "pieces_per_shard": 64,
+    "description": "",
+}
+
+#: Keys of one entry of ``training`` (the rest is a musiclens training config, see musiclens.train.config).
+TRAINING_KEYS: dict[str, Any] = {
+    "objective": None, "from": None, "model": {}, "options": {}, "data": {}, "optim": {}, "trainer": {},
+    "rsa_callback": None, "export": None, "seed": None, "description": "",
 }
 
 #: Keys of one entry of ``networks`` (a mapping name -> entry).
 NETWORK_KEYS: dict[str, Any] = {
     "model": None, "options": {}, "layers": None, "randomize": False, "seed": 0, "batch_size": 8,
-    "description": "",
+    "description": "", "trained": None,
 }
+
+_FREE_SECTIONS = {"networks": NETWORK_KEYS, "corpora": CORPUS_KEYS, "training": TRAINING_KEYS}
+
+
+def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_scale(raw: Mapping[str, Any], scale: str | None) -> dict[str, Any]:
+    """``raw`` with its ``scales[scale]`` overlay merged in (nested mappings merge key by key).
+
+    ``scale=None`` or ``"quick"`` without a ``quick`` overlay returns the study as written.
+    """
+    raw = dict(raw or {})
+    scales = raw.get("scales") or {}
+    if not isinstance(scales, Mapping):
+        raise ConfigError("section 'scales' of the study file must map scale names to overlays")
+    if scale is None or (scale == "quick" and "quick" not in scales):
+        return raw
+    if scale not in scales:
+        raise ConfigError(f"study has no scale {scale!r}; its scales: {', '.join(['quick', *scales]) or '(none)'}")
+    merged = _deep_merge(raw, scales[scale] or {})
+    merged.setdefault("study", {})
+    merged["study"] = {**merged["study"], "scale": scale}
+    return merged
 
 
 def _check_keys(section: str, given: Mapping[str, Any], valid: Mapping[str, Any]) -> None:
@@ -105,33 +163,76 @@ def validate_study(raw: Mapping[str, Any] | None) -> dict[str, Any]:
         given = raw.get(section) or {}
         if not isinstance(given, Mapping):
             raise ConfigError(f"section {section!r} of the study file must be a mapping, got {type(given).__name__}")
-        if section != "networks":  # free names; each entry is checked against NETWORK_KEYS below
+        if section not in _FREE_SECTIONS and section != "scales":  # free names; entries checked below
             _check_keys(section, given, defaults)
         merged = copy.deepcopy(defaults)
         merged.update(given)
         out[section] = merged
-    nets = out["networks"]
-    for name, entry in list(nets.items()):
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"networks.{name} must be a mapping with keys {', '.join(NETWORK_KEYS)}")
-        _check_keys(f"networks.{name}", entry, NETWORK_KEYS)
-        merged = copy.deepcopy(NETWORK_KEYS)
-        merged.update(entry)
-        if not merged["model"]:
+    for section, keys in _FREE_SECTIONS.items():
+        entries = out[section]
+        for name, entry in list(entries.items()):
+            if not isinstance(entry, Mapping):
+                raise ConfigError(f"{section}.{name} must be a mapping with keys {', '.join(keys)}")
+            _check_keys(f"{section}.{name}", entry, keys)
+            merged = copy.deepcopy(keys)
+            merged.update(entry)
+            entries[name] = merged
+    for name, net in out["networks"].items():
+        if net["trained"] is not None:
+            if net["trained"] not in out["training"]:
+                raise ConfigError(f"networks.{name}.trained = {net['trained']!r} is not a training condition; "
+                                  f"conditions: {', '.join(out['training']) or '(none)'}")
+            net["model"] = net["model"] or "checkpoint"
+        if not net["model"]:
             raise ConfigError(f"networks.{name} needs a 'model' (an extractor name, directory or checkpoint)")
-        nets[name] = merged
+    for name, cond in out["training"].items():
+        if not cond["objective"]:
+            raise ConfigError(f"training.{name} needs an 'objective' (e.g. ntxent, mert, wav2vec2, data2vec, "
+                              "transcription, ctc)")
+        if cond["from"] is not None and cond["from"] not in out["training"]:
+            raise ConfigError(f"training.{name}.from = {cond['from']!r} is not a training condition; "
+                              f"conditions: {', '.join(out['training'])}")
+        for corpus in _condition_corpora(cond):
+            if corpus not in out["corpora"] and not Path(str(corpus)).expanduser().exists():
+                raise ConfigError(f"training.{name}.data names corpus {corpus!r}, which is neither an entry of "
+                                  f"'corpora' ({', '.join(out['corpora']) or 'none'}) nor an existing folder")
+    for section in ("probes", "attention", "ssm"):
+        corpus = out[section].get("corpus")
+        if corpus is not None and corpus not in out["corpora"] and not Path(str(corpus)).expanduser().exists():
+            raise ConfigError(f"{section}.corpus = {corpus!r} is neither an entry of 'corpora' nor an existing folder")
+        for net in out[section].get("networks") or []:
+            if net not in out["networks"]:
+                raise ConfigError(f"{section}.networks names {net!r}, which is not in 'networks' "
+                                  f"({', '.join(out['networks'])})")
     for step in out["steps"]["run"]:
         if step not in STEPS:
             raise ConfigError(f"unknown study step {step!r} in steps.run; valid steps: {', '.join(STEPS.names())}")
     return out
 
 
-def load_study(spec: str | Path | Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A validated study from a YAML path, an embedded study name, or a mapping."""
+def _condition_corpora(cond: Mapping[str, Any]) -> list[str]:
+    data = cond.get("data") or {}
+    names: list[str] = []
+    for key in ("train", "val"):
+        value = data.get(key)
+        if isinstance(value, str):
+            names.append(value)
+        elif isinstance(value, list | tuple):
+            names.extend(str(v) for v in value)
+        elif isinstance(value, Mapping):
+            names.extend(str(v) for v in value)
+    return names
+
+
+def load_study(spec: str | Path | Mapping[str, Any] | None = None, *, scale: str | None = None) -> dict[str, Any]:
+    """A validated study from a YAML path, an embedded study name, or a mapping.
+
+    ``scale`` merges the study's ``scales[scale]`` overlay first (see :func:`apply_scale`).
+    """
     if spec is None:
         spec = DEFAULT_STUDY
     if isinstance(spec, Mapping):
-        return validate_study(spec)
+        return validate_study(apply_scale(spec, scale))
     path = Path(spec)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
@@ -150,7 +251,7 @@ def load_study(spec: str | Path | Mapping[str, Any] | None = None) -> dict[str, 
         raise ConfigError(f"study {spec} is not valid YAML: {err}") from err
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"study {spec} must be a YAML mapping at the top level")
-    return validate_study(raw)
+    return validate_study(apply_scale(raw or {}, scale))
 
 
 # ------------------------------------------------------------------------------------ steps
@@ -187,6 +288,20 @@ def _summary_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return {"outputs": ["summary.csv", "summary.json", "stimuli.png"], **summary}
 
 
+def network_model(net: Mapping[str, Any], run_dir: Path) -> tuple[str, dict[str, Any] | None]:
+    """``(model, options)`` to build a network entry's extractor; ``trained`` networks point at
+    the backbone their training condition exported (``RUN_DIR/train/<condition>/backbone``)."""
+    options = dict(net.get("options") or {})
+    if net.get("trained"):
+        backbone = run_dir / "train" / str(net["trained"]) / "backbone"
+        if not backbone.is_dir():
+            raise ConfigError(f"training condition {net['trained']!r} has no exported backbone at {backbone}; "
+                              "put the 'train' step before 'extract' in steps.run")
+        options["path"] = str(backbone)
+        return "checkpoint", options
+    return str(net["model"]), options or None
+
+
 def _extract_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     from musiclens.extract.runner import extract_to_store
 
@@ -195,10 +310,11 @@ def _extract_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     outputs, stores = [], {}
     for name, net in study["networks"].items():
         store = run_dir / "features" / name
+        model, options = network_model(net, run_dir)
         extract_to_store(
-            net["model"], run_dir / "stimuli", store, layers=net["layers"], pooling=study["rsa"]["pooling"],
+            model, run_dir / "stimuli", store, layers=net["layers"], pooling=study["rsa"]["pooling"],
             batch_size=int(net["batch_size"]), randomize=bool(net["randomize"]), seed=int(net["seed"]),
-            options=net["options"] or None,
+            options=options,
         )  # resumable; a finished store costs nothing
         outputs.append(f"features/{name}")
         stores[name] = str(store)
@@ -254,13 +370,15 @@ STEPS.register("summary", _summary_step, help="summary tables and figure of the 
 
 
 # ------------------------------------------------------------------------------------ runner
-def run_study(study: str | Path | Mapping[str, Any] | None = None, *, out: str | Path) -> Path:
+def run_study(study: str | Path | Mapping[str, Any] | None = None, *, out: str | Path,
+              scale: str | None = None) -> Path:
     """Run a study in ``out`` (created if needed); finished steps are skipped.
 
     Returns the run directory.  ``manifest.json`` is rewritten after each step with versions,
-    the seed, per-step records (content hashes, counts) and timings.
+    the seed, per-step records (content hashes, counts) and timings.  ``scale`` picks one of
+    the study's ``scales`` overlays (e.g. ``"full"``).
     """
-    cfg = load_study(study)
+    cfg = load_study(study, scale=scale)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_text = yaml.safe_dump(cfg, sort_keys=False)
@@ -297,3 +415,8 @@ def _write_manifest(run_dir: Path, cfg: dict[str, Any], records: dict[str, Any])
         "timings_s": {k: v.get("seconds") for k, v in records.items()},
         "environment": environment(),
     })
+
+
+# The corpora / train / probe / attention / ssm steps live in musiclens.study_steps and register
+# themselves in STEPS; imported last because they import this module.
+import musiclens.study_steps  # noqa: E402,F401  (registers steps)

@@ -10,15 +10,27 @@ __all__ = ["register"]
 
 
 def run_command(
-    study: str = typer.Argument("default", help="Study YAML file, or the name of an embedded study."),
+    study: str = typer.Argument("default", help="Study YAML file, or the name of an embedded study "
+                                "(default, chroma-emergence, vit1d-emergence, mert-teachers)."),
     out: Path = typer.Option(Path("runs/default"), "--out", "-o", help="Run directory (resumable)."),
+    scale: str = typer.Option(None, "--scale", help="A scale overlay of the study: quick (the default) or full "
+                              "(GPU-sized; see the study file's 'scales' section)."),
+    list_steps: bool = typer.Option(False, "--list-steps", help="List the available study steps and exit."),
 ) -> None:
-    """Run a study end to end in a resumable run directory; prints where the results are."""
-    from musiclens.study import run_study
+    """Run a study end to end in a resumable run directory; prints where the report is.
 
-    run_dir = run_study(study, out=out)
+    Finished steps are skipped when the same command runs again, so an interrupted run
+    continues where it stopped and gives the same numbers.
+    """
+    from musiclens.study import STEPS, run_study
+
+    if list_steps:
+        for name, text in STEPS.describe().items():
+            typer.echo(f"{name:<12} {text}")
+        raise typer.Exit()
+    run_dir = run_study(study, out=out, scale=scale)
     typer.echo(f"run directory: {run_dir.resolve()}")
-    for name in ("report.html", "summary.json", "summary.csv", "stimuli.png"):
+    for name in ("report.html", "report.md", "summary.csv"):
         if (run_dir / name).exists():
             typer.echo(f"  {name}: {(run_dir / name).resolve()}")
 

@@ -160,6 +160,15 @@ def _strip_prefix(state: dict[str, torch.Tensor], prefix: str | None, model_keys
     return state
 
 
+def _register_training_families() -> None:
+    """Import musiclens's own backbone families (they register themselves in ``MODELS``)."""
+    try:
+        from musiclens.train.models import register_all
+    except ImportError:  # pragma: no cover - the training extras are missing
+        return
+    register_all()
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -182,6 +191,8 @@ def load_checkpoint(
     if cfg.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path} is not a musiclens checkpoint config (format != {FORMAT!r})")
     family = cfg.get("family")
+    if family not in MODELS:
+        _register_training_families()
     if family not in MODELS:
         raise CheckpointError(
             f"checkpoint family {family!r} is not registered; known families: {', '.join(MODELS.names()) or '(none)'}. "

@@ -1,0 +1,119 @@
+"""Report sections: each turns one kind of saved result into HTML, Markdown and answer sentences.
+
+A section is a function ``fn(ctx) -> Section | None`` registered in :data:`SECTIONS`; it reads
+only files of the run directory, so a report can be rebuilt at any time.  Sentences are
+computed from the numbers (:mod:`musiclens.report.sentences`), never written by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from musiclens.registry import Registry
+
+__all__ = ["ReportContext", "Section", "SECTIONS", "SECTION_ORDER", "img_html", "table_html"]
+
+
+@dataclass
+class ReportContext:
+    """What sections read: the run directory, its resolved study config and manifest."""
+
+    run_dir: Path
+    cfg: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def figures_dir(self) -> Path:
+        """Where sections write figures they draw at report time (``RUN_DIR/report_figures``)."""
+        d = self.run_dir / "report_figures"
+        d.mkdir(exist_ok=True)
+        return d
+
+
+@dataclass
+class Section:
+    """One part of the report."""
+
+    title: str
+    html: list[str] = field(default_factory=list)
+    md: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)   # sentences for the answer box at the top
+    findings: list[str] = field(default_factory=list)  # sentences for the findings list
+
+
+SectionFn = Callable[[ReportContext], "Section | None"]
+#: Report sections by name.
+SECTIONS: Registry[SectionFn] = Registry("report section")
+#: Order of sections in the report.
+SECTION_ORDER: list[str] = ["stimuli", "training", "rsa", "probes", "attention", "ssm"]
+
+
+def img_html(path: Path, alt: str) -> str:
+    """A PNG embedded as a data URI (the report is one self-contained file)."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/>'
+            f'<figcaption class="meta">{html.escape(alt)}</figcaption></figure>')
+
+
+def table_html(df: pd.DataFrame, *, max_rows: int = 400) -> str:
+    """A table as HTML (first ``max_rows`` rows; the rest is in the CSV)."""
+    shown = df.head(max_rows)
+    out = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="")
+    if len(df) > max_rows:
+        out += f'<p class="meta">{len(df) - max_rows} more rows in the CSV.</p>'
+    return out
+
+
+def _stimuli_section(ctx: ReportContext) -> Section | None:
+    summary = ctx.run_dir / "summary.json"
+    if not summary.is_file():
+        return None
+    d = json.loads(summary.read_text())
+    text = (f"{d['n_stimuli']} notes: {d['n_instruments']} instruments "
+            f"({', '.join(f'{k}: {v}' for k, v in d['instruments_per_family'].items())}), MIDI "
+            f"{d['midi_range'][0]}–{d['midi_range'][1]}, velocities {d['velocities']}, "
+            f"{d['duration_s']} s at {d['sample_rate']} Hz. Content hash <code>{d['content_hash'][:16]}</code>.")
+    sec = Section("Stimuli", html=[f"<p>{text}</p>"], md=[text.replace("<code>", "`").replace("</code>", "`")])
+    if (ctx.run_dir / "stimuli.png").is_file():
+        sec.html.append(img_html(ctx.run_dir / "stimuli.png", "Stimuli: spectra of one note per family; level of every note"))
+    return sec
+
+
+def _rsa_section(ctx: ReportContext) -> Section | None:
+    from musiclens.report.sentences import chroma_answer, rsa_findings
+
+    path = ctx.run_dir / "rsa" / "rsa.csv"
+    if not path.is_file():
+        return None
+    rsa = pd.read_csv(path)
+    cfg = ctx.cfg.get("rsa") or {}
+    method = cfg.get("method", "tau-a")
+    main = rsa[~rsa["statistic"].str.endswith("-best-layer-cv")]
+    sec = Section("Representational similarity analysis")
+    sec.answers.append(chroma_answer(main, method=method))
+    sec.findings.extend(rsa_findings(main, method=method))
+    sec.html.append(f"<p class='meta'>Significance: corrected p &lt; {cfg.get('alpha', 0.05)} "
+                    f"({html.escape(str(cfg.get('correction', 'bonferroni')))} over layers × model RDMs within each "
+                    "network and statistic). Partial statistics control each model RDM for the others (chroma with "
+                    "pitch height partialled out). Shaded bands: noise ceilings (instruments as subjects).</p>")
+    for net_dir in sorted(p for p in (ctx.run_dir / "rsa").iterdir() if p.is_dir()):
+        figs = sorted(net_dir.glob("*.png"))
+        if figs:
+            sec.html.append(f"<h3>{html.escape(net_dir.name)}</h3>")
+            sec.html.extend(img_html(f, f"{net_dir.name}: {f.stem.replace('_', ' ')}") for f in figs)
+    sec.html += ["<h3>Table</h3>", table_html(rsa),
+                 "<p class='meta'>Full table: <code>rsa/rsa.csv</code> and <code>rsa/rsa.parquet</code>.</p>"]
+    sec.md.append("Full table: `rsa/rsa.csv`.")
+    return sec
+
+
+SECTIONS.register("stimuli", _stimuli_section, help="the stimulus set: counts, ranges, figure")
+SECTIONS.register("rsa", _rsa_section, help="RSA layer profiles, RDMs, table; the chroma answer")

@@ -1,0 +1,10 @@
+"""Study steps beyond stimuli/extract/RSA: corpora, training, probes, attention, SSM.
+
+Each module registers its step(s) in :data:`musiclens.study.STEPS`; :mod:`musiclens.study`
+imports this package, so ``steps.run`` in a study file can name them.
+"""
+
+from __future__ import annotations
+
+from musiclens.study_steps import corpora as _corpora  # noqa: F401
+from musiclens.study_steps import training as _training  # noqa: F401
