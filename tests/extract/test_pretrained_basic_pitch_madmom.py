@@ -125,3 +125,17 @@ def test_madmom_chords_and_key_cnn() -> None:
 
     with pytest.raises(ConfigError, match="onsets-cnn"):
         MadmomExtractor(network="beats")
+
+
+@needs_bp
+@needs_madmom
+def test_build_extractor_common_options_reach_every_pretrained_network() -> None:
+    """A study passes batch_size/seed/trust_remote_code to every network; none may crash on them."""
+    from musiclens.errors import ConfigError
+    from musiclens.extract.runner import build_extractor
+
+    for name in ("basic-pitch", "madmom-onsets-cnn"):
+        ex = build_extractor(name, batch_size=4, seed=3)
+        assert ex.layer_names
+    with pytest.raises(ConfigError, match="does not support randomize"):
+        build_extractor("basic-pitch", randomize=True)

@@ -95,6 +95,49 @@ _BUILDERS = {
     "madmom-chords-cnn": build_madmom_chords_cnn,
     "madmom-key-cnn": build_madmom_key_cnn,
 }
+def _with_common_options(name: str, build: Any) -> Any:
+    """Accept :func:`musiclens.extract.runner.build_extractor`'s common options for every network.
+
+    ``trust_remote_code`` is dropped (these networks run no downloaded code), so is ``batch_size``
+    for networks that run clip by clip; ``randomize`` and
+    ``device`` reach only networks that take them, and asking a network that cannot (ONNX,
+    madmom) for random weights or a GPU is an error rather than silently ignored.
+    """
+    import functools
+    import inspect
+
+    def build_with(**options: Any) -> Any:
+        from musiclens.errors import ConfigError
+
+        options.pop("trust_remote_code", None)
+        if "batch_size" in options and "batch_size" not in inspect.signature(_extractor_class(
+                {"crepe-tiny": "crepe", "crepe-full": "crepe"}.get(name, name)).__init__).parameters:
+            options.pop("batch_size")  # processes clip by clip; batching does not change results
+        target = {"crepe-tiny": "crepe", "crepe-full": "crepe"}.get(name, name)
+        cls = _extractor_class(target)
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        for key, neutral in (("randomize", False), ("seed", None), ("device", "cpu")):
+            if key in options and key not in accepted:
+                value = options.pop(key)
+                if neutral is not None and value != neutral:
+                    raise ConfigError(f"extractor {name!r} does not support {key}={value!r}")
+        return build(**options)
+
+    functools.update_wrapper(build_with, build)
+    return build_with
+
+
+def _extractor_class(name: str) -> Any:
+    import importlib
+
+    module, cls = {
+        "crepe": ("crepe", "CrepeExtractor"), "pesto": ("pesto", "PestoExtractor"), "fcpe": ("fcpe", "FcpeExtractor"),
+        "basic-pitch": ("basic_pitch", "BasicPitchExtractor"), "madmom-onsets-cnn": ("madmom", "MadmomExtractor"),
+        "madmom-chords-cnn": ("madmom", "MadmomExtractor"), "madmom-key-cnn": ("madmom", "MadmomExtractor"),
+    }[name]
+    return getattr(importlib.import_module(f"musiclens.extract.pretrained.{module}"), cls)
+
+
 for _name, _builder in _BUILDERS.items():
     if _name not in EXTRACTORS:
-        EXTRACTORS.register(_name, _builder)
+        EXTRACTORS.register(_name, _with_common_options(_name, _builder))
