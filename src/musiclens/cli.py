@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 #: Command modules under ``musiclens.commands``; each defines ``register(app)``.
-COMMAND_MODULES: tuple[str, ...] = ("stimuli", "run", "rsa", "extract", "report", "corpus")
+COMMAND_MODULES: tuple[str, ...] = ("stimuli", "run", "rsa", "extract", "report", "corpus", "attention", "ssm")
 
 
 def _version_callback(value: bool) -> None:

@@ -1,0 +1,267 @@
+"""Objective ``wav2vec2``: wav2vec 2.0's contrastive + diversity loss (transformers' ``Wav2Vec2ForPreTraining``).
+
+The heads (Gumbel quantiser, ``project_hid``, ``project_q``) come from a
+``Wav2Vec2ForPreTraining`` built from the backbone's transformers config plus the options below;
+its ``wav2vec2`` attribute is then set to the backbone's own ``Wav2Vec2Model``, so the weights
+trained (and saved by :meth:`~musiclens.train.base.Backbone.save`) are the backbone's.  The
+pretraining wrapper itself is not a registered submodule: the objective's ``state_dict`` holds
+``backbone.*`` plus ``quantizer.*``, ``project_hid.*``, ``project_q.*`` once each.
+
+Per step (as ``examples/pytorch/speech-pretraining/run_wav2vec2_pretraining_no_trainer.py``):
+
+1. span mask over the valid frames: transformers' ``_compute_mask_indices`` (``mask_prob``,
+   ``mask_length``), and negatives ``_sample_negative_indices`` drawn among each clip's valid
+   frames.  Both draw from NumPy's global RNG, which is seeded from the step's torch generator
+   (or torch's global RNG) for the call and restored afterwards, so masks are a function of
+   the step;
+2. loss = (contrastive + ``diversity_loss_weight`` x diversity) / number of masked frames
+   (transformers sums over masked frames; the example script divides the same way);
+3. Gumbel temperature ``max(max_gumbel_temperature * gumbel_temperature_decay ** step,
+   min_gumbel_temperature)`` with ``step`` the optimizer steps done so far, kept in a buffer
+   (saved with the objective, so a resumed run continues the schedule).
+
+Only the ``wav2vec2`` backbone family has these heads; any other family is a
+:class:`~musiclens.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from musiclens.errors import ConfigError, TrainingError
+from musiclens.train.base import Backbone, DataSpec, Objective, OBJECTIVES, config_from_dict
+
+__all__ = ["Wav2Vec2Options", "Wav2Vec2Objective", "build_wav2vec2", "seeded_numpy", "span_mask",
+           "valid_frames", "objective_backbone"]
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------- shared helpers
+@contextlib.contextmanager
+def seeded_numpy(generator: torch.Generator | None) -> Iterator[int]:
+    """Seed NumPy's global RNG from ``generator`` (or torch's global RNG) for the block, then restore it.
+
+    transformers' mask and negative samplers draw from ``np.random``; this makes them a function
+    of the torch randomness the engine reseeds per step.  Yields the NumPy seed used.
+    """
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield seed
+    finally:
+        np.random.set_state(state)
+
+
+def valid_frames(backbone: Backbone, batch: Mapping[str, Any], n_frames: int) -> torch.Tensor:
+    """``[batch, n_frames]`` bool, True for frames inside each clip's ``lengths`` (all True without lengths)."""
+    audio = batch["audio"]
+    b = audio.shape[0]
+    lengths = batch.get("lengths")
+    if lengths is None:
+        return torch.ones(b, n_frames, dtype=torch.bool, device=audio.device)
+    counts = torch.tensor([min(n_frames, backbone.n_frames(int(n))) for n in lengths], device=audio.device)
+    return torch.arange(n_frames, device=audio.device)[None, :] < counts[:, None]
+
+
+def span_mask(valid: torch.Tensor, *, mask_prob: float, mask_length: int, min_masks: int = 2,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Span mask ``[batch, n_frames]`` bool over the valid frames (transformers' ``_compute_mask_indices``).
+
+    Parameters
+    ----------
+    valid
+        ``[batch, n_frames]`` bool, True for real (not padding) frames.
+    mask_prob
+        Fraction of frames chosen as span starts times ``mask_length`` (so roughly the masked
+        fraction before overlaps), as in wav2vec 2.0 / data2vec.
+    mask_length
+        Span length, frames.
+    min_masks
+        Fewest spans per clip.
+    generator
+        Seeds NumPy for the draw (see :func:`seeded_numpy`).
+    """
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
+
+    b, n = valid.shape
+    if n <= mask_length:
+        raise TrainingError(f"clips of {n} frames are too short for mask spans of {mask_length} frames; "
+                            "use longer crops or a smaller mask_length")
+    with seeded_numpy(generator):
+        mask = _compute_mask_indices((b, n), mask_prob=mask_prob, mask_length=mask_length,
+                                     attention_mask=valid.long().cpu(), min_masks=min_masks)
+    return torch.from_numpy(mask).to(device=valid.device, dtype=torch.bool) & valid
+
+
+def objective_backbone(model: Mapping[str, Any] | None, *, seed: int) -> Backbone:
+    """``build_backbone(model or {"family": "wav2vec2"}, seed=seed)`` (the tiny wav2vec2 default)."""
+    from musiclens.train.models import build_backbone
+
+    model = dict(model or {})
+    model.setdefault("family", "wav2vec2")
+    return build_backbone(model, seed=seed)
+
+
+# ---------------------------------------------------------------------- the objective
+@dataclass
+class Wav2Vec2Options:
+    """Options of the ``wav2vec2`` objective.
+
+    Attributes
+    ----------
+    mask_prob, mask_length, min_masks
+        Span masking (wav2vec 2.0 base: 0.65, 10 frames).
+    num_negatives
+        Distractors per masked frame (paper: 100; tiny default 20).
+    num_codevector_groups, num_codevectors_per_group, codevector_dim, proj_codevector_dim
+        Quantiser: groups G, entries V per group, code width, contrastive projection width.
+    contrastive_logits_temperature
+        kappa of the contrastive softmax.
+    diversity_loss_weight
+        alpha of the diversity (codebook perplexity) loss.
+    max_gumbel_temperature, min_gumbel_temperature, gumbel_temperature_decay
+        Gumbel-softmax temperature schedule, per optimizer step.
+    feat_quantizer_dropout
+        Dropout on the conv features before quantisation.
+    crop_s
+        Training crop, s.
+    """
+
+    mask_prob: float = 0.65
+    mask_length: int = 10
+    min_masks: int = 2
+    num_negatives: int = 20
+    num_codevector_groups: int = 2
+    num_codevectors_per_group: int = 32
+    codevector_dim: int = 64
+    proj_codevector_dim: int = 64
+    contrastive_logits_temperature: float = 0.1
+    diversity_loss_weight: float = 0.1
+    max_gumbel_temperature: float = 2.0
+    min_gumbel_temperature: float = 0.5
+    gumbel_temperature_decay: float = 0.999995
+    feat_quantizer_dropout: float = 0.0
+    crop_s: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_prob <= 1.0:
+            raise ValueError(f"mask_prob must lie in (0, 1], got {self.mask_prob}")
+        if self.mask_length < 1 or self.min_masks < 0 or self.num_negatives < 1:
+            raise ValueError("mask_length and num_negatives must be >= 1 and min_masks >= 0")
+        if min(self.num_codevector_groups, self.num_codevectors_per_group, self.codevector_dim,
+               self.proj_codevector_dim) < 1:
+            raise ValueError("codebook sizes (groups, entries, codevector_dim, proj_codevector_dim) must be >= 1")
+        if self.codevector_dim % self.num_codevector_groups:
+            raise ValueError(f"codevector_dim {self.codevector_dim} must be divisible by num_codevector_groups "
+                             f"{self.num_codevector_groups}")
+        if self.contrastive_logits_temperature <= 0:
+            raise ValueError(f"contrastive_logits_temperature must be positive, got {self.contrastive_logits_temperature}")
+        if not 0 < self.min_gumbel_temperature <= self.max_gumbel_temperature:
+            raise ValueError(f"need 0 < min_gumbel_temperature <= max_gumbel_temperature, got "
+                             f"{self.min_gumbel_temperature}, {self.max_gumbel_temperature}")
+        if not 0 < self.gumbel_temperature_decay <= 1:
+            raise ValueError(f"gumbel_temperature_decay must lie in (0, 1], got {self.gumbel_temperature_decay}")
+        if self.diversity_loss_weight < 0 or not 0 <= self.feat_quantizer_dropout < 1:
+            raise ValueError("diversity_loss_weight must be >= 0 and feat_quantizer_dropout in [0, 1)")
+        if self.crop_s <= 0:
+            raise ValueError(f"crop_s must be positive, got {self.crop_s}")
+
+
+class Wav2Vec2Objective(Objective):
+    """wav2vec 2.0 pretraining on a ``wav2vec2`` backbone (see the module docstring)."""
+
+    name = "wav2vec2"
+
+    def __init__(self, backbone: Backbone, options: Wav2Vec2Options, *, seed: int = 0) -> None:
+        super().__init__(backbone)
+        if getattr(backbone, "family", None) != "wav2vec2":
+            raise ConfigError(f"objective 'wav2vec2' needs a backbone of family 'wav2vec2' (it owns the quantiser "
+                              f"heads of transformers' Wav2Vec2ForPreTraining), got {backbone.family!r}; use "
+                              "objective 'data2vec' for other families")
+        from transformers import Wav2Vec2ForPreTraining
+
+        self.options = options
+        hf = backbone.model.config.to_dict()
+        hf.update(num_negatives=options.num_negatives, num_codevector_groups=options.num_codevector_groups,
+                  num_codevectors_per_group=options.num_codevectors_per_group,
+                  codevector_dim=options.codevector_dim, proj_codevector_dim=options.proj_codevector_dim,
+                  contrastive_logits_temperature=options.contrastive_logits_temperature,
+                  diversity_loss_weight=options.diversity_loss_weight,
+                  feat_quantizer_dropout=options.feat_quantizer_dropout)
+        config = type(backbone.model.config)(**{k: v for k, v in hf.items() if k not in (
+            "transformers_version", "architectures", "_name_or_path", "model_type")})
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed) + 1)
+            pretraining = Wav2Vec2ForPreTraining(config)
+        pretraining.wav2vec2 = backbone.model            # the backbone's weights are the ones trained
+        self.quantizer = pretraining.quantizer
+        self.project_hid = pretraining.project_hid
+        self.project_q = pretraining.project_q
+        self.dropout_features = pretraining.dropout_features
+        object.__setattr__(self, "_pretraining", pretraining)   # not a submodule: no duplicate weights
+        self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec(sample_rate=self.backbone.sample_rate, crop_s=self.options.crop_s)
+
+    def gumbel_temperature(self, step: int | None = None) -> float:
+        """Temperature after ``step`` optimizer steps (default: the steps done so far)."""
+        o = self.options
+        s = int(self.optimizer_steps.item()) if step is None else int(step)
+        return max(o.max_gumbel_temperature * o.gumbel_temperature_decay ** s, o.min_gumbel_temperature)
+
+    def after_optimizer_step(self, step: int) -> None:
+        self.optimizer_steps.fill_(int(step) + 1)
+
+    def training_loss(self, batch: Mapping[str, Any], *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
+
+        o = self.options
+        audio = batch["audio"]
+        if audio.ndim != 2:
+            raise TrainingError(f"objective 'wav2vec2' takes audio [batch, n_samples], got {tuple(audio.shape)}")
+        n = self.backbone.n_frames(audio.shape[1])
+        valid = valid_frames(self.backbone, batch, n)
+        mask = span_mask(valid, mask_prob=o.mask_prob, mask_length=o.mask_length, min_masks=o.min_masks,
+                         generator=generator)
+        if int(valid.sum(dim=1).min()) < 2:
+            raise TrainingError("a clip has fewer than 2 valid frames: no negatives can be drawn; use longer crops")
+        with seeded_numpy(generator):
+            negatives = _sample_negative_indices((audio.shape[0], n), o.num_negatives,
+                                                 mask_time_indices=valid.cpu().numpy())
+        self._pretraining.set_gumbel_temperature(self.gumbel_temperature())
+        out = self._pretraining(self.backbone.prepare_input(audio), mask_time_indices=mask,
+                                sampled_negative_indices=torch.from_numpy(negatives).to(audio.device))
+        n_masked = mask.sum().clamp_min(1)
+        return {"loss": out.loss / n_masked, "contrastive_loss": out.contrastive_loss / n_masked,
+                "diversity_loss": out.diversity_loss / n_masked,
+                "codevector_perplexity": out.codevector_perplexity.detach(),
+                "gumbel_temperature": torch.tensor(self.gumbel_temperature()),
+                "masked_fraction": mask.float().mean()}
+
+
+def build_wav2vec2(options: Mapping[str, Any], model: Mapping[str, Any], *,
+                   seed: int = 0) -> Wav2Vec2Objective:
+    """The ``wav2vec2`` objective from its options and the ``model`` section (default: tiny wav2vec2).
+
+    ``seed`` draws the backbone's random initialisation and the heads (the engine passes the run seed).
+    """
+    opts = config_from_dict(Wav2Vec2Options, options, where="objective 'wav2vec2' options")
+    family = dict(model or {}).get("family", "wav2vec2")
+    if family != "wav2vec2":
+        raise ConfigError(f"objective 'wav2vec2' needs model.family 'wav2vec2', got {family!r}; "
+                          "use objective 'data2vec' for other families")
+    return Wav2Vec2Objective(objective_backbone(model, seed=seed), opts, seed=seed)
+
+
+if "wav2vec2" not in OBJECTIVES:
+    OBJECTIVES.register("wav2vec2", build_wav2vec2, help="wav2vec 2.0 contrastive + diversity loss")
