@@ -16,6 +16,7 @@ The JSON::
       "layers": {"layer_00": "embed", "layer_01": "blocks.0", ...},   # layer -> submodule
       "to_frames": "btd",                # or {layer: layout}, see musiclens.extract.hooks
       "frame_rate_hz": 50.0,             # optional, or {layer: rate}
+      "frame_offset_s": 0.0,             # optional time of frame 0's centre (default half a frame)
       "n_special": 0,                    # optional leading special tokens
       "state_dict_prefix": "model."      # optional prefix to strip (Lightning checkpoints)
     }
@@ -94,6 +95,7 @@ def save_checkpoint(
     layers: Mapping[str, str] | None = None,
     to_frames: str | Mapping[str, str] = "btd",
     frame_rate_hz: float | Mapping[str, float] | None = None,
+    frame_offset_s: float | Mapping[str, float] | None = None,
     n_special: int = 0,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -111,7 +113,8 @@ def save_checkpoint(
     atomic_write_json(path / "config.json", {
         "format": FORMAT, "format_version": 1, "family": family, "config": dict(config),
         "sample_rate": int(sample_rate), "layers": dict(layers) if layers else None, "to_frames": to_frames,
-        "frame_rate_hz": frame_rate_hz, "n_special": int(n_special), **dict(extra or {}),
+        "frame_rate_hz": frame_rate_hz, "frame_offset_s": frame_offset_s, "n_special": int(n_special),
+        **dict(extra or {}),
     })
     return path
 
@@ -242,7 +245,8 @@ def checkpoint_extractor(
             return mod.extract_forward(x)
     return TorchHookExtractor(
         module, layers=dict(layers), sample_rate=int(cfg["sample_rate"]), to_frames=cfg.get("to_frames") or "btd",
-        forward=forward, frame_rate_hz=cfg.get("frame_rate_hz"), n_special=int(cfg.get("n_special", 0)),
+        forward=forward, frame_rate_hz=cfg.get("frame_rate_hz"), frame_offset_s=cfg.get("frame_offset_s"),
+        n_special=int(cfg.get("n_special", 0)),
         batch_size=batch_size, device=device, dtype=dtype, name=f"checkpoint:{cfg['family']}",
         extra_info={"checkpoint": str(Path(path).resolve()), "family": cfg["family"], "randomized": randomize,
                     "seed": seed, "model_config": cfg.get("config")},

@@ -170,7 +170,8 @@ class Backbone(nn.Module, ABC):
 
         return {"family": self.family, "config": config_to_dict(self.config), "sample_rate": self.sample_rate,
                 "layers": dict(getattr(self, "musiclens_layers")), "to_frames": "btd",
-                "frame_rate_hz": self.frame_rate_hz, "n_special": int(getattr(self, "n_special", 0))}
+                "frame_rate_hz": self.frame_rate_hz, "frame_offset_s": getattr(self, "frame_offset_s", None),
+                "n_special": int(getattr(self, "n_special", 0))}
 
     def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> Path:
         """Write this backbone as a musiclens checkpoint folder (loads back as an extractor)."""

@@ -1,0 +1,518 @@
+"""The Lightning engine: one :class:`~musiclens.train.base.Objective`, trained resumably in a run directory.
+
+:func:`train` is the public entry point (``musiclens train`` wraps it)::
+
+    RUN_DIR/config.yaml            the resolved config (a different config in the same folder is refused)
+    RUN_DIR/manifest.json          versions, seeds, corpus content hashes, steps, timings, finished flag
+    RUN_DIR/checkpoints/last.ckpt  Lightning checkpoint (every ``trainer.checkpoint_every_n_steps`` and at the end)
+    RUN_DIR/logs/                  CSV (default) or TensorBoard logs
+    RUN_DIR/backbone/              the trained backbone, a musiclens checkpoint (loads with
+                                   musiclens.extract.checkpoint.checkpoint_extractor / ``musiclens extract``)
+    RUN_DIR/backbone-step0001000/  with ``export.every_checkpoint``
+    RUN_DIR/rsa_curve.csv          with ``rsa_callback.every_n_steps`` (see :mod:`musiclens.train.callbacks`)
+
+Exact resumption: the global RNG is reseeded from ``(seed, step)`` before every training batch,
+the objective gets ``step_generator(seed, step)``, and the data stream is a pure function of
+``(seed, micro-batch)`` (:mod:`musiclens.train.data`), so a run killed after checkpoint ``k`` and
+resumed equals an uninterrupted run (CPU, ``trainer.deterministic``).  ``Objective.prepare`` runs
+once before the first step; its result lives in the objective's ``state_dict`` and a flag buffer
+marks it done, so a resumed run does not prepare again.
+
+Checkpoint safety: ``last.ckpt`` is resumed with ``torch.load(weights_only=True)`` (Lightning's
+``fit(..., weights_only=True)``): it holds only tensors and primitive containers (no hyper-parameter
+objects are saved).  Only the run directory's own ``last.ckpt`` is ever loaded, and only after its
+``config.yaml`` matched; a checkpoint that needs a full unpickle is refused with an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import yaml
+
+from musiclens.errors import CheckpointError, ConfigError, TrainingError
+from musiclens.fsutil import atomic_dir, atomic_write_json, atomic_write_text
+from musiclens.provenance import Timer, environment, hash_bytes
+from musiclens.train.base import Objective, step_generator
+from musiclens.train.config import check_against_objective, config_text, load_train_config, objective_builder
+from musiclens.train.data import TrainDataModule
+
+__all__ = ["ObjectiveModule", "TrainResult", "train", "build_objective", "lr_factor", "CHECKPOINT_DIR"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+_RUN_OUTPUTS = ("checkpoints", "logs", "backbone", "rsa_curve.csv", "rsa_stimuli", "manifest.json")
+
+
+def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str, min_ratio: float) -> float:
+    """Learning-rate multiplier after ``step`` optimizer steps: linear warm-up, then the schedule.
+
+    ``cosine`` and ``linear`` decay from 1 at the end of warm-up to ``min_ratio`` at ``max_steps``;
+    ``constant`` stays at 1.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    span = max(1, max_steps - warmup_steps)
+    t = min(1.0, max(0.0, (step - warmup_steps) / span))
+    decay = 0.5 * (1.0 + math.cos(math.pi * t)) if schedule == "cosine" else 1.0 - t
+    return min_ratio + (1.0 - min_ratio) * decay
+
+
+def _seed_of(seed: int, step: int, salt: int) -> int:
+    return int(step_generator(int(seed) * 31 + salt, step).initial_seed())
+
+
+class ObjectiveModule(pl.LightningModule):
+    """A :class:`LightningModule` around an objective.
+
+    Parameters
+    ----------
+    objective
+        The objective (owns the backbone).
+    optim
+        The ``optim`` config section.
+    seed
+        Run seed (per-step reseeding).
+    prepare_batches
+        ``() -> iterator of training batches`` given to :meth:`Objective.prepare` before the first step.
+    """
+
+    def __init__(self, objective: Objective, *, optim: Mapping[str, Any], seed: int,
+                 prepare_batches: Callable[[], Iterator[Any]] | None = None) -> None:
+        super().__init__()
+        self.objective = objective
+        self.optim_cfg = dict(optim)
+        self.seed = int(seed)
+        self._prepare_batches = prepare_batches
+        self.register_buffer("prepared", torch.zeros((), dtype=torch.bool))
+        self._micro = 0
+        self._rng_step = 0
+        self._val_outputs: list[Any] = []
+
+    # --------------------------------------------------------------------- training
+    def on_train_start(self) -> None:
+        self._micro = 0
+        if not bool(self.prepared) and self._prepare_batches is not None:
+            logger.info("preparing objective %s (runs once; saved in the checkpoint)", type(self.objective).__name__)
+            from lightning.fabric.utilities.apply_func import move_data_to_device
+
+            source = self._prepare_batches
+            device = self.device
+
+            def batches() -> Iterator[Any]:
+                for b in source():
+                    yield move_data_to_device(b, device)
+
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(_seed_of(self.seed, 0, 3))
+                self.objective.prepare(batches)
+        self.prepared.fill_(True)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        acc = int(self.optim_cfg["accumulate"])
+        self._rng_step = int(self.trainer.global_step) * acc + self._micro
+        torch.manual_seed(_seed_of(self.seed, self._rng_step, 1))
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        gen = step_generator(self.seed, self._rng_step, device=self.device)
+        out = self.objective.training_loss(batch, generator=gen)
+        if "loss" not in out:
+            raise TrainingError(f"{type(self.objective).__name__}.training_loss returned no 'loss' (keys: {sorted(out)})")
+        n = int(batch["audio"].shape[0])
+        for key, value in out.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                self.log(f"train/{key}", value.detach().float(), on_step=True, on_epoch=False,
+                         prog_bar=key == "loss", batch_size=n)
+            elif isinstance(value, int | float):
+                self.log(f"train/{key}", float(value), on_step=True, on_epoch=False, batch_size=n)
+        self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), on_step=True, on_epoch=False,
+                 batch_size=n)
+        loss = out["loss"]
+        if not torch.isfinite(loss.detach()):
+            raise TrainingError(f"non-finite training loss {float(loss)} at step {self.trainer.global_step}; "
+                                "lower optim.lr, raise optim.warmup_steps or enable optim.grad_clip")
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._micro = (self._micro + 1) % int(self.optim_cfg["accumulate"])
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Lightning counts the step as completed after this hook returns: this is step number global_step + 1.
+        self.objective.after_optimizer_step(int(self.trainer.global_step) + 1)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.optim_cfg
+        params = [p for p in self.objective.trainable_parameters() if p.requires_grad]
+        if not params:
+            raise TrainingError(f"{type(self.objective).__name__} has no trainable parameters")
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": float(o["weight_decay"])},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=float(o["lr"]), betas=tuple(o["betas"]),
+                                eps=float(o["eps"]))
+        fn = functools.partial(lr_factor, warmup_steps=int(o["warmup_steps"]), max_steps=int(o["max_steps"]),
+                               schedule=str(o["schedule"]), min_ratio=float(o["min_lr"]) / float(o["lr"]))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    # --------------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = []
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        torch.manual_seed(_seed_of(self.seed, batch_idx, 2))
+        out = self.objective.validation_loss(batch)
+        n = int(batch["audio"].shape[0])
+        for key, value in out.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                self.log(f"val/{key}", value.detach().float(), on_step=False, on_epoch=True, batch_size=n,
+                         sync_dist=True, prog_bar=key == "loss")
+        kept = self.objective.validation_outputs(batch)
+        if kept is not None:
+            self._val_outputs.append(kept)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.objective.validation_metrics(self._val_outputs)
+        for key, value in (metrics or {}).items():
+            self.log(f"val/{key}", float(value), on_step=False, on_epoch=True)
+        self._val_outputs = []
+
+
+# ------------------------------------------------------------------------------------- running
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes
+    ----------
+    run_dir
+        The run directory.
+    backbone
+        The exported backbone (a musiclens checkpoint folder), ``None`` when not exported.
+    last_checkpoint
+        ``RUN_DIR/checkpoints/last.ckpt`` (``None`` if none was written).
+    global_step
+        Optimizer steps done.
+    finished
+        ``max_steps`` reached (and the backbone exported when ``export.at_end``).
+    resumed_from
+        Step this invocation resumed from (``None``: started fresh or was already finished).
+    already_finished
+        True when the run had finished before and nothing was redone.
+    metrics
+        Last logged scalars (``train/loss``, ``val/...``).
+    seconds
+        Wall-clock seconds of this invocation.
+    """
+
+    run_dir: Path
+    backbone: Path | None
+    last_checkpoint: Path | None
+    global_step: int
+    finished: bool
+    resumed_from: int | None = None
+    already_finished: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def build_objective(cfg: Mapping[str, Any]) -> Objective:
+    """The objective of a validated config, its random initialisation drawn from ``cfg["seed"]``.
+
+    The seed is passed as ``seed=`` to builders that accept it, and seeds torch's global RNG
+    around the builder call for the others.
+    """
+    import inspect
+
+    builder = objective_builder(cfg["objective"])
+    try:
+        takes_seed = "seed" in inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        takes_seed = False
+    extra = {"seed": int(cfg["seed"])} if takes_seed else {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg["seed"]))
+        objective = builder(dict(cfg["options"] or {}), dict(cfg["model"] or {}), **extra)
+    if not isinstance(objective, Objective):
+        raise TrainingError(f"the builder of objective {cfg['objective']!r} returned {type(objective).__name__}, "
+                            "not a musiclens.train.base.Objective")
+    return objective
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def _prepare_run_dir(run_dir: Path, text: str, *, overwrite: bool, resume: bool) -> None:
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.is_file():
+        same = yaml.safe_load(cfg_path.read_text()) == yaml.safe_load(text)
+        if not same and not overwrite:
+            raise ConfigError(f"{run_dir} holds a training run of a different configuration; use a new --out folder, "
+                              "or --overwrite to delete the old run, so results of two configurations never mix")
+        if not same or not resume:
+            for name in _RUN_OUTPUTS + ("config.yaml",):
+                p = run_dir / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+            for p in run_dir.glob("backbone-step*"):
+                shutil.rmtree(p, ignore_errors=True)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} exists, is not empty and is not a musiclens training run (no config.yaml); "
+                          "choose a new or empty --out folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, text)
+
+
+def _make_logger(cfg: Mapping[str, Any], run_dir: Path) -> Any:
+    kind = cfg["trainer"]["logger"]
+    if kind == "none":
+        return False
+    if kind == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(save_dir=str(run_dir), name="logs", version="")
+    from lightning.pytorch.loggers import CSVLogger
+
+    return CSVLogger(save_dir=str(run_dir), name="logs", version="")
+
+
+def export_backbone(objective: Objective, path: Path, *, step: int, cfg: Mapping[str, Any], config_sha256: str) -> Path:
+    """Write the objective's backbone as a musiclens checkpoint folder (atomically)."""
+    extra = {"training": {"objective": cfg["objective"], "step": int(step), "seed": int(cfg["seed"]),
+                          "config_sha256": config_sha256}}
+    with atomic_dir(path, overwrite=True) as tmp:
+        objective.backbone.save(tmp, extra=extra)
+    return path
+
+
+class _ExportCallback(pl.Callback):
+    """Export ``backbone-step{N}/`` whenever a checkpoint step is reached."""
+
+    def __init__(self, run_dir: Path, every: int, cfg: Mapping[str, Any], config_sha256: str) -> None:
+        self.run_dir, self.every, self.cfg, self.sha = run_dir, int(every), cfg, config_sha256
+        self._done = -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        step = int(trainer.global_step)
+        if self.every and step and step % self.every == 0 and step != self._done and trainer.is_global_zero:
+            self._done = step
+            export_backbone(pl_module.objective, self.run_dir / f"backbone-step{step:07d}", step=step,  # type: ignore[arg-type]
+                            cfg=self.cfg, config_sha256=self.sha)
+
+
+def _launched_rank() -> int:
+    """Global rank of this process as the launcher set it (0 outside distributed runs)."""
+    import os
+
+    return int(os.environ.get("RANK", 0)) or int(os.environ.get("NODE_RANK", 0)) or int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _accelerator(name: str) -> str:
+    return "gpu" if name == "cuda" else name
+
+
+def train(
+    config: str | Path | Mapping[str, Any],
+    *,
+    out: str | Path,
+    resume: bool = True,
+    overwrite: bool = False,
+    overrides: Sequence[str] = (),
+    max_steps: int | None = None,
+    objective: str | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+) -> TrainResult:
+    """Train the config's objective in run directory ``out`` (resuming when it holds a checkpoint).
+
+    Parameters
+    ----------
+    config
+        A training config (YAML file or mapping; see :mod:`musiclens.train.config`).
+    out
+        Run directory.
+    resume
+        Continue from ``out/checkpoints/last.ckpt`` when it exists; ``False`` starts over
+        (the old run's outputs are deleted).
+    overwrite
+        Replace a run of a *different* config in ``out`` (otherwise an error).
+    overrides
+        ``"section.key=value"`` overrides (``--set``).
+    max_steps
+        Override of ``optim.max_steps``.
+    objective
+        Objective name (the command line's); must agree with the config's when both are given.
+    callbacks
+        Extra Lightning callbacks.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ConfigError
+        Any invalid config, detected before the run directory is touched.
+    TrainingError, CheckpointError
+        Training could not start or continue.
+    """
+    started = time.perf_counter()
+    timer = Timer()
+    run_dir = Path(out)
+    with timer("build"):
+        cfg = load_train_config(config, overrides=overrides, max_steps=max_steps, objective=objective)
+        objective_ = build_objective(cfg)
+        checked = check_against_objective(cfg, objective_)
+        d, o, t = cfg["data"], cfg["optim"], cfg["trainer"]
+        data_seed = int(cfg["seed"] if d["seed"] is None else d["seed"])
+        dm = TrainDataModule(train=d["train"], val=d["val"], spec=checked["spec"], crop_s=checked["crop_s"],
+                             batch_size=d["batch_size"], num_workers=d["num_workers"], weights=d["weights"],
+                             seed=data_seed, max_steps=o["max_steps"], accumulate=o["accumulate"],
+                             val_max_items=d["val_max_items"])
+        rsa_cb = None
+        if cfg["rsa_callback"]["every_n_steps"]:
+            from musiclens.train.callbacks import RSACallback
+
+            rsa_cb = RSACallback.from_config(cfg["rsa_callback"], run_dir=run_dir, seed=int(cfg["seed"]))
+            rsa_cb.check()
+    # ---- everything is valid: now the run directory
+    text = config_text(cfg)
+    sha = hash_bytes(text.encode())
+    if _launched_rank() == 0:  # DDP re-runs this function in every process; only the first touches the folder
+        _prepare_run_dir(run_dir, text, overwrite=overwrite, resume=resume)
+    manifest_path = run_dir / "manifest.json"
+    manifest = _read_json(manifest_path)
+    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    backbone_dir = run_dir / "backbone"
+    if resume and manifest.get("finished") and last.is_file() and (
+            backbone_dir.is_dir() or not cfg["export"]["at_end"]):
+        logger.info("run %s already finished at step %s; nothing to do", run_dir, manifest.get("global_step"))
+        return TrainResult(run_dir=run_dir, backbone=backbone_dir if backbone_dir.is_dir() else None,
+                           last_checkpoint=last, global_step=int(manifest.get("global_step", 0)), finished=True,
+                           already_finished=True, metrics=dict(manifest.get("metrics", {})),
+                           seconds=time.perf_counter() - started)
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if rsa_cb is not None and _launched_rank() == 0:
+        rsa_cb.save_stimuli()
+
+    module = ObjectiveModule(objective_, optim=o, seed=int(cfg["seed"]),
+                             prepare_batches=lambda: dm.stream(start=0))
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    every_ckpt = int(t["checkpoint_every_n_steps"]) or int(o["max_steps"])
+    cbs: list[pl.Callback] = [ModelCheckpoint(dirpath=str(run_dir / CHECKPOINT_DIR), every_n_train_steps=every_ckpt,
+                                              save_last=True, save_top_k=0, save_on_train_epoch_end=False)]
+    if rsa_cb is not None:
+        cbs.append(rsa_cb)
+    if cfg["export"]["every_checkpoint"]:
+        cbs.append(_ExportCallback(run_dir, every_ckpt, cfg, sha))
+    cbs += list(callbacks)
+    val_every = int(t["val_every_n_steps"])
+    has_val = bool(dm.val_refs) and val_every > 0
+    pl.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    trainer = pl.Trainer(
+        accelerator=_accelerator(t["accelerator"]), devices=t["devices"], num_nodes=t["num_nodes"],
+        strategy=t["strategy"], precision=t["precision"], deterministic=bool(t["deterministic"]),
+        max_steps=int(o["max_steps"]), max_epochs=-1, accumulate_grad_batches=int(o["accumulate"]),
+        gradient_clip_val=o["grad_clip"] or None, gradient_clip_algorithm="norm",
+        log_every_n_steps=min(int(t["log_every_n_steps"]), int(o["max_steps"]) * int(o["accumulate"])), logger=_make_logger(cfg, run_dir), callbacks=cbs,
+        enable_progress_bar=bool(t["progress_bar"]), enable_model_summary=False, num_sanity_val_steps=0,
+        val_check_interval=(val_every * int(o["accumulate"])) if has_val else None,
+        check_val_every_n_epoch=None, limit_val_batches=1.0 if has_val else 0,
+        use_distributed_sampler=False, inference_mode=False, default_root_dir=str(run_dir),
+    )
+    start_step = 0
+    if ckpt_path is not None:
+        start_step = _checkpoint_step(last)
+        logger.info("resuming %s from step %d", run_dir, start_step)
+    manifest.update(_manifest_base(cfg, checked, objective_, data_seed, sha))
+    runs = list(manifest.get("runs", []))
+    runs.append({"started_at_step": start_step, "resumed": ckpt_path is not None})
+    manifest.update(runs=runs, finished=False)
+    if trainer.is_global_zero:
+        atomic_write_json(manifest_path, manifest)
+    with timer("fit"):
+        try:
+            with warnings.catch_warnings():  # the CSV logger appends on resume; its warning says otherwise
+                warnings.filterwarnings("ignore", message="Experiment logs directory")
+                trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        except Exception as err:
+            if ckpt_path is not None and "weights_only" in str(err):
+                raise CheckpointError(
+                    f"{last} could not be loaded with torch.load(weights_only=True) ({err}); it was not written by "
+                    "this version of musiclens. Start over with --no-resume"
+                ) from err
+            raise
+    step = int(trainer.global_step)
+    finished = step >= int(o["max_steps"])
+    exported: Path | None = None
+    if finished:
+        trainer.save_checkpoint(str(last), weights_only=False)
+        if cfg["export"]["at_end"] and trainer.is_global_zero:
+            with timer("export"):
+                exported = export_backbone(objective_, backbone_dir, step=step, cfg=cfg, config_sha256=sha)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if isinstance(v, torch.Tensor) and v.numel() == 1}
+    runs[-1].update(ended_at_step=step, seconds=round(time.perf_counter() - started, 3),
+                    timings_s={k: round(v, 3) for k, v in timer.seconds.items()})
+    manifest.update(runs=runs, global_step=step, finished=finished and (exported is not None or not cfg["export"]["at_end"]),
+                    metrics=metrics, backbone="backbone" if exported is not None else None)
+    if trainer.is_global_zero:
+        atomic_write_json(manifest_path, manifest)
+    return TrainResult(run_dir=run_dir, backbone=exported, last_checkpoint=last if last.is_file() else None,
+                       global_step=step, finished=finished, resumed_from=start_step if ckpt_path else None,
+                       metrics=metrics, seconds=time.perf_counter() - started)
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path} cannot be loaded safely with torch.load(weights_only=True) ({type(err).__name__}: {err}); "
+            "musiclens never unpickles checkpoints; start over with --no-resume (or a new --out)"
+        ) from err
+    return int(ckpt.get("global_step", 0))
+
+
+def _manifest_base(cfg: Mapping[str, Any], checked: Mapping[str, Any], objective: Objective, data_seed: int,
+                   sha: str) -> dict[str, Any]:
+    n_params = sum(p.numel() for p in objective.parameters())
+    n_train = sum(p.numel() for p in objective.trainable_parameters())
+    return {
+        "objective": cfg["objective"],
+        "config_sha256": sha,
+        "seeds": {"seed": int(cfg["seed"]), "data": data_seed},
+        "corpora": {f: {"kind": k, "sample_rate": sr, "n_pieces": n, "content_hash": h}
+                    for f, (k, sr, n, h) in checked["corpora"].items()},
+        "data_spec": dataclasses.asdict(checked["spec"]),
+        "backbone": {"family": objective.backbone.family, "n_layers": int(objective.backbone.n_layers),
+                     "hidden_size": int(objective.backbone.hidden_size),
+                     "sample_rate": int(objective.backbone.sample_rate)},
+        "parameters": {"total": int(n_params), "trainable": int(n_train)},
+        "max_steps": int(cfg["optim"]["max_steps"]),
+        "environment": environment(),
+    }
