@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 #: Command modules under ``musiclens.commands``; each defines ``register(app)``.
-COMMAND_MODULES: tuple[str, ...] = ("stimuli", "run", "rsa", "extract", "report", "corpus", "attention", "ssm", "train")
+COMMAND_MODULES: tuple[str, ...] = ("stimuli", "run", "rsa", "extract", "report", "corpus", "attention", "ssm", "train", "probe")
 
 
 def _version_callback(value: bool) -> None:

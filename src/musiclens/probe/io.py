@@ -1,0 +1,85 @@
+"""`probe_to_folder`: run probes on files and write a run folder with tables, figures and a manifest.
+
+Writes, atomically: ``probe.csv``, ``probe.parquet``, ``probe_layer_weights.csv``,
+``probe_splits.csv``, ``probe_grid.csv``, ``probe_config.json``, ``figures/*.png`` and
+``manifest.json`` (command, config, seed, input hashes, outputs, timings, environment).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from musiclens.fsutil import atomic_write_json
+from musiclens.probe.datasets import load_probe_stimuli
+from musiclens.probe.runner import ProbeResult, run_probes
+from musiclens.provenance import Timer, environment
+
+__all__ = ["probe_to_folder"]
+
+logger = logging.getLogger(__name__)
+
+
+def _hash_path(path: Path, *, max_bytes: int = 1 << 30) -> str:
+    """SHA-256 over a file or a folder's files (names and contents; large folders: names and sizes)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    total = sum(f.stat().st_size for f in files)
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        if total > max_bytes:
+            h.update(str(f.stat().st_size).encode())
+            continue
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def probe_to_folder(*, activations: str | Path, stimuli: str | Path, out: str | Path, figures: bool = True,
+                    **kwargs: Any) -> ProbeResult:
+    """Run :func:`~musiclens.probe.runner.run_probes` on files and write the run folder ``out``.
+
+    Parameters
+    ----------
+    activations
+        Feature-store folder or ``.npz`` (see :mod:`musiclens.probe.features`).
+    stimuli
+        Stimulus-set folder (metadata; music labels when made by
+        :func:`~musiclens.probe.datasets.corpus_stimulus_set`) or corpus folder.
+    out
+        Output folder (created).
+    figures
+        Write the layer-profile and layer-weight PNGs.
+    **kwargs
+        Passed to :func:`run_probes` (``tasks``, ``probe``, ``pooling``, ``layers``, ``seed``...).
+    """
+    timer = Timer()
+    activations, stimuli, out = Path(activations), Path(stimuli), Path(out)
+    with timer("load"):
+        metadata, labels = load_probe_stimuli(stimuli)
+    result = run_probes(str(activations), metadata=metadata, music_labels=labels, **kwargs)
+    with timer("write_tables"):
+        written = result.save(out)
+    if figures:
+        from musiclens.probe.plots import save_figures
+
+        with timer("figures"):
+            written += save_figures(result, out)
+    manifest = {
+        "command": "probe",
+        "config": result.config,
+        "seed": result.config["seed"],
+        "inputs": {"activations": str(activations), "activations_sha256": _hash_path(activations),
+                   "stimuli": str(stimuli),
+                   "metadata_sha256": hashlib.sha256(metadata.drop(columns=["music_labels"], errors="ignore")
+                                                     .to_csv(index=False, float_format="%.10g").encode()).hexdigest()},
+        "outputs": sorted(str(p.relative_to(out)) for p in written),
+        "timings_s": {**result.timings, **timer.seconds},
+        "environment": environment(),
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    logger.info("probe results in %s", out)
+    return result
