@@ -110,7 +110,9 @@ _FREE_SECTIONS = {"networks": NETWORK_KEYS, "corpora": CORPUS_KEYS, "training": 
 def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if value is None and isinstance(out.get(key), Mapping):
+            del out[key]  # `name: null` in an overlay removes a mapping entry (e.g. a network)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = _deep_merge(dict(out[key]), value)
         else:
             out[key] = copy.deepcopy(value)
@@ -118,7 +120,8 @@ def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, A
 
 
 def apply_scale(raw: Mapping[str, Any], scale: str | None) -> dict[str, Any]:
-    """``raw`` with its ``scales[scale]`` overlay merged in (nested mappings merge key by key).
+    """``raw`` with its ``scales[scale]`` overlay merged in (nested mappings merge key by key;
+    ``null`` in place of a mapping removes it, e.g. a network the smaller scale leaves out).
 
     ``scale=None`` or ``"quick"`` without a ``quick`` overlay returns the study as written.
     """
@@ -332,9 +335,23 @@ def _rsa_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
     cfg = study["rsa"]
     metadata = StimulusSet.read_metadata(run_dir / "stimuli")
-    tables = []
+    tables, skipped = [], {}
     for name in study["networks"]:
         layers, ids = load_pooled(run_dir / "features" / name)
+        if cfg["distance"] in ("correlation", "cosine"):
+            import numpy as np
+
+            # a layer whose patterns are constant across units (e.g. a 1-unit output) has no
+            # correlation/cosine RDM: leave it out, say so in the log and in steps.json
+            bad = [k for k, v in layers.items() if v.shape[1] < 2 or bool((np.ptp(v, axis=1) == 0).any())]
+            for k in bad:
+                logger.warning("rsa: %s/%s has stimulus patterns that are constant across units; its %s RDM is "
+                               "undefined, so the layer is left out", name, k, cfg["distance"])
+                layers.pop(k)
+            if bad:
+                skipped[name] = bad
+            if not layers:
+                continue
         result = run_rsa(
             layers, metadata, network=name, models=cfg["models"], method=cfg["method"], distance=cfg["distance"],
             subject=cfg["subject"], condition=cfg["condition"], stimulus_ids=ids, test=cfg["test"],
@@ -352,7 +369,7 @@ def _rsa_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     buf = io.BytesIO()
     table.to_parquet(buf, index=False)
     atomic_write_bytes(run_dir / "rsa" / "rsa.parquet", buf.getvalue())
-    return {"outputs": ["rsa/rsa.csv", "rsa/rsa.parquet"], "n_rows": len(table)}
+    return {"outputs": ["rsa/rsa.csv", "rsa/rsa.parquet"], "n_rows": len(table), "skipped_layers": skipped}
 
 
 def _report_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:

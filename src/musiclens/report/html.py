@@ -16,6 +16,9 @@ import yaml
 
 from musiclens.errors import StoreError
 from musiclens.fsutil import atomic_write_text
+from musiclens.report import frames as _frames  # noqa: F401  (registers the attention and ssm sections)
+from musiclens.report import probes as _probes  # noqa: F401  (registers the probe section)
+from musiclens.report import training as _training  # noqa: F401  (registers the training section)
 from musiclens.report.sections import SECTION_ORDER, SECTIONS, ReportContext
 
 __all__ = ["build_report"]

@@ -48,8 +48,8 @@ def condition_order(training: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _resolve_corpora(value: Any, study: dict[str, Any], run_dir: Path) -> Any:
-    if value is None:
-        return None
+    if value is None or isinstance(value, int | float):  # a validation fraction
+        return value
     if isinstance(value, str):
         return str(corpus_dir(study, run_dir, value))
     if isinstance(value, dict):
@@ -108,7 +108,7 @@ def _train_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             import json
 
             m = json.loads(manifest.read_text())
-            record["conditions"][name] = {k: m[k] for k in ("timings", "final_metrics", "steps") if k in m}
+            record["conditions"][name] = {k: m[k] for k in ("global_step", "metrics", "finished") if k in m}
     return record
 
 

@@ -1,0 +1,192 @@
+"""The ``probe``, ``attention`` and ``ssm`` study steps: frame-level analyses of the study's networks.
+
+Each reads its section of the study (``probes``, ``attention``, ``ssm``): which networks (default:
+every network that can do it), which corpus (an entry of ``corpora`` or a folder), how many
+clips.  Results go to ``RUN_DIR/<step>/<network>/`` (tables, figures, manifest) plus one combined
+table ``RUN_DIR/<step>/<step>.csv`` that the report reads.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from musiclens.errors import AnalysisError, ConfigError
+from musiclens.fsutil import atomic_write_bytes
+from musiclens.study import STEPS, network_model
+from musiclens.study_steps.corpora import corpus_dir
+
+__all__ = ["write_combined"]
+
+logger = logging.getLogger(__name__)
+
+#: Hand-crafted features that have no attention maps.
+_FEATURES = ("cqt", "chroma", "mfcc", "logmel")
+
+
+def write_combined(folder: Path, name: str, tables: list[pd.DataFrame]) -> list[str]:
+    """Concatenate per-network tables into ``folder/name.csv`` and ``.parquet`` (atomic)."""
+    table = pd.concat([t for t in tables if t is not None and not t.empty], ignore_index=True) if tables else pd.DataFrame()
+    atomic_write_bytes(folder / f"{name}.csv", table.to_csv(index=False, float_format="%.10g").encode())
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    atomic_write_bytes(folder / f"{name}.parquet", buf.getvalue())
+    return [f"{folder.name}/{name}.csv", f"{folder.name}/{name}.parquet"]
+
+
+def _networks(study: dict[str, Any], section: str, *, transformers_only: bool) -> list[str]:
+    chosen = study[section].get("networks")
+    if chosen:
+        return list(chosen)
+    names = []
+    for name, net in study["networks"].items():
+        if transformers_only and not net.get("trained") and str(net["model"]) not in ("wav2vec2", "data2vec-audio",
+                                                                                        "hubert", "ast", "whisper",
+                                                                                        "mert", "hf"):
+            continue
+        if str(net["model"]) in _FEATURES and transformers_only:
+            continue
+        names.append(name)
+    return names
+
+
+def _build(study: dict[str, Any], run_dir: Path, name: str) -> Any:
+    from musiclens.extract.runner import build_extractor
+
+    net = study["networks"][name]
+    model, options = network_model(net, run_dir)
+    return build_extractor(model, randomize=bool(net["randomize"]), seed=int(net["seed"]),
+                           batch_size=int(net["batch_size"]), **(options or {}))
+
+
+def _clips(study: dict[str, Any], run_dir: Path, section: str) -> list[Any]:
+    from musiclens.attention.clips import corpus_clips
+
+    cfg = study[section]
+    if not cfg.get("corpus"):
+        raise ConfigError(f"step {section!r} needs '{section}.corpus' (an entry of 'corpora' or a corpus folder)")
+    return corpus_clips(corpus_dir(study, run_dir, cfg["corpus"]), n_clips=int(cfg["clips"]), crop_s=cfg["crop_s"])
+
+
+def _attention_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from musiclens.attention.onset import attention_onset_analysis
+    from musiclens.attention.plots import save_figures
+
+    clips = _clips(study, run_dir, "attention")
+    names = _networks(study, "attention", transformers_only=True)
+    if not names:
+        raise ConfigError("step 'attention' found no transformer network; name them in attention.networks")
+    tables, summaries = [], []
+    for name in names:
+        out = run_dir / "attention" / name
+        result = attention_onset_analysis(clips=clips, model=_build(study, run_dir, name),
+                                          layers=study["attention"]["layers"], network=name, keep=1)
+        result.save(out)
+        save_figures(result, out)
+        tables.append(result.table)
+        summaries.append(result.summary)
+    outputs = write_combined(run_dir / "attention", "attention", tables)
+    outputs += write_combined(run_dir / "attention", "attention_summary", summaries)
+    return {"outputs": outputs, "networks": names, "n_clips": len(clips)}
+
+
+def _ssm_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from musiclens.ssm.pipeline import ssm_analysis
+    from musiclens.ssm.plots import save_figures
+
+    clips = _clips(study, run_dir, "ssm")
+    names = _networks(study, "ssm", transformers_only=False)
+    tables, summaries, novelty = [], [], []
+    for name in names:
+        out = run_dir / "ssm" / name
+        try:
+            result = ssm_analysis(clips=clips, model=_build(study, run_dir, name), layers=study["ssm"]["layers"],
+                                  network=name, keep=1)
+        except AnalysisError as err:  # e.g. a network with one frame per clip
+            logger.warning("ssm: skipping network %s: %s", name, err)
+            continue
+        result.save(out)
+        save_figures(result, out)
+        tables.append(result.table)
+        summaries.append(result.summary)
+        novelty.append(result.novelty_summary)
+    outputs = write_combined(run_dir / "ssm", "ssm", tables)
+    outputs += write_combined(run_dir / "ssm", "ssm_summary", summaries)
+    outputs += write_combined(run_dir / "ssm", "ssm_novelty_summary", novelty)
+    return {"outputs": outputs, "networks": names, "n_clips": len(clips)}
+
+
+def _probe_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    import json
+
+    from musiclens.corpora.labels import MusicLabels
+    from musiclens.extract.runner import extract_activations
+    from musiclens.probe.datasets import corpus_stimulus_set
+    from musiclens.probe.plots import save_figures
+    from musiclens.probe.runner import ProbeResult, run_probes
+    from musiclens.stimuli.stimulus_set import StimulusSet
+
+    cfg = study["probes"]
+    names = _networks(study, "probes", transformers_only=False)
+    note_tasks = list(cfg["note_tasks"] or [])
+    corpus_tasks = list(cfg["corpus_tasks"] or [])
+    if not note_tasks and not corpus_tasks:
+        raise ConfigError("step 'probe' has no tasks: set probes.note_tasks and/or probes.corpus_tasks")
+    seed = int(cfg["seed"] if cfg["seed"] is not None else study["study"]["seed"])
+    common: dict[str, Any] = {"probe": cfg["probe"], "seed": seed, "layers": cfg["layers"]}
+    if cfg["lrs"]:
+        common["lrs"] = [float(v) for v in cfg["lrs"]]
+    if cfg["max_epochs"]:
+        common["max_epochs"] = int(cfg["max_epochs"])
+    notes = StimulusSet.load(run_dir / "stimuli") if note_tasks else None
+    pieces = None
+    if corpus_tasks:
+        if not cfg["corpus"]:
+            raise ConfigError("probes.corpus_tasks need probes.corpus (an entry of 'corpora' or a corpus folder)")
+        from musiclens.corpora.dataset import Corpus
+
+        corpus = Corpus(corpus_dir(study, run_dir, cfg["corpus"]))
+        n = min(int(cfg["corpus_clips"]), len(corpus))
+        pieces = corpus_stimulus_set(corpus, indices=range(n), crop_s=cfg["crop_s"])
+        labels = {str(sid): MusicLabels.from_dict(json.loads(j))
+                  for sid, j in zip(pieces.metadata["stimulus_id"], pieces.metadata["music_labels"])}
+    tables, weights = [], []
+    for name in names:
+        extractor = _build(study, run_dir, name)
+        results: list[ProbeResult] = []
+        if notes is not None:
+            act = extract_activations(extractor, notes.audio, sample_rate=notes.sample_rate,
+                                      stimulus_ids=list(notes.metadata["stimulus_id"]))
+            has_special = bool(getattr(act, "n_special", 0))
+            for pooling in cfg["poolings"]:
+                if pooling in ("cls", "cls+mean") and not has_special:
+                    logger.info("probe: %s has no class token; skipping pooling %s", name, pooling)
+                    continue
+                results.append(run_probes(act, tasks=note_tasks, metadata=notes.metadata, network=name,
+                                          pooling=pooling, **common))
+        if pieces is not None:
+            act = extract_activations(extractor, pieces.audio, sample_rate=pieces.sample_rate,
+                                      stimulus_ids=list(pieces.metadata["stimulus_id"]))
+            results.append(run_probes(act, tasks=corpus_tasks, metadata=pieces.metadata, music_labels=labels,
+                                      network=name, **common))
+        for i, result in enumerate(results):
+            out = run_dir / "probe" / name / f"part{i}"
+            result.save(out)
+            save_figures(result, out)
+            tables.append(result.table)
+            weights.append(result.layer_weights)
+    outputs = write_combined(run_dir / "probe", "probe", tables)
+    outputs += write_combined(run_dir / "probe", "probe_layer_weights", weights)
+    return {"outputs": outputs, "networks": names, "note_tasks": note_tasks, "corpus_tasks": corpus_tasks}
+
+
+STEPS.register("probe", _probe_step,
+               help="linear/MLP probes per layer (+ weighted sum) on the note set and corpus clips -> RUN_DIR/probe")
+STEPS.register("attention", _attention_step,
+               help="onset evidence in attention maps of the transformer networks on corpus clips -> RUN_DIR/attention")
+STEPS.register("ssm", _ssm_step,
+               help="layer self-similarity matrices vs chroma/MFCC/onset/label references -> RUN_DIR/ssm")
