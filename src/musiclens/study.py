@@ -56,7 +56,7 @@ DEFAULT_STUDY = "default"
 
 #: Valid keys and their defaults, per section.  ``None`` means "no default; optional".
 SCHEMA: dict[str, dict[str, Any]] = {
-    "study": {"name": "notes", "question": "", "seed": 0, "scale": "quick", "description": ""},
+    "study": {"name": "notes", "question": "", "seed": 0, "scale": "quick", "description": "", "answer": "auto"},
     "stimuli": {
         "grid": "paper", "instruments": None, "midi": None, "velocities": None, "synth": None,
         "backend": "auto", "soundfont": None, "sample_rate": None, "duration_s": None, "hold_s": None,
@@ -400,7 +400,12 @@ def run_study(study: str | Path | Mapping[str, Any] | None = None, *, out: str |
     run_dir.mkdir(parents=True, exist_ok=True)
     config_text = yaml.safe_dump(cfg, sort_keys=False)
     cfg_path = run_dir / "config.yaml"
-    if cfg_path.is_file() and yaml.safe_load(cfg_path.read_text()) != yaml.safe_load(config_text):
+    def _effective(text: str) -> dict[str, Any]:  # overlays that were not applied do not change the numbers
+        d = dict(yaml.safe_load(text) or {})
+        d.pop("scales", None)
+        return d
+
+    if cfg_path.is_file() and _effective(cfg_path.read_text()) != _effective(config_text):
         raise ConfigError(
             f"{run_dir} holds a run of a different study configuration; use a new --out folder "
             "(or delete the old run) so results of two configurations never mix"

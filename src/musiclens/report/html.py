@@ -19,6 +19,7 @@ from musiclens.fsutil import atomic_write_text
 from musiclens.report import frames as _frames  # noqa: F401  (registers the attention and ssm sections)
 from musiclens.report import probes as _probes  # noqa: F401  (registers the probe section)
 from musiclens.report import training as _training  # noqa: F401  (registers the training section)
+from musiclens.report.answers import answer_sentences
 from musiclens.report.sections import SECTION_ORDER, SECTIONS, ReportContext
 
 __all__ = ["build_report"]
@@ -53,7 +54,7 @@ def build_report(run_dir: str | Path) -> Path:
     study = cfg.get("study", {})
     ctx = ReportContext(run_dir=run_dir, cfg=cfg, manifest=manifest)
     sections = [s for s in (SECTIONS.get(name)(ctx) for name in SECTION_ORDER if name in SECTIONS) if s is not None]
-    answers = [a for s in sections for a in s.answers if a]
+    answers = answer_sentences(ctx) + [a for s in sections for a in s.answers if a]
     findings = [f for s in sections for f in s.findings if f]
 
     title = html.escape(str(study.get("name", "musiclens run")))

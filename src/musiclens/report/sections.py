@@ -88,7 +88,7 @@ def _stimuli_section(ctx: ReportContext) -> Section | None:
 
 
 def _rsa_section(ctx: ReportContext) -> Section | None:
-    from musiclens.report.sentences import chroma_answer, rsa_findings
+    from musiclens.report.sentences import rsa_findings
 
     path = ctx.run_dir / "rsa" / "rsa.csv"
     if not path.is_file():
@@ -98,7 +98,6 @@ def _rsa_section(ctx: ReportContext) -> Section | None:
     method = cfg.get("method", "tau-a")
     main = rsa[~rsa["statistic"].str.endswith("-best-layer-cv")]
     sec = Section("Representational similarity analysis")
-    sec.answers.append(chroma_answer(main, method=method))
     sec.findings.extend(rsa_findings(main, method=method))
     sec.html.append(f"<p class='meta'>Significance: corrected p &lt; {cfg.get('alpha', 0.05)} "
                     f"({html.escape(str(cfg.get('correction', 'bonferroni')))} over layers × model RDMs within each "
