@@ -17,7 +17,9 @@ TINY = {
 
 def test_default_study_is_embedded_and_valid() -> None:
     cfg = load_study()
-    assert cfg["stimuli"]["grid"] == "paper" and cfg["steps"]["run"][:2] == ["stimuli", "summary"]
+    assert cfg["study"]["name"] == "chroma-emergence" and load_study("default") == cfg
+    assert cfg["stimuli"]["grid"] == "quick" and cfg["steps"]["run"][:2] == ["stimuli", "summary"]
+    assert load_study("chroma-emergence", scale="full")["stimuli"]["grid"] == "paper"
 
 
 def test_misspelt_key_is_named_with_valid_options(tmp_path) -> None:

@@ -27,8 +27,12 @@ TINY = {
 
 def test_default_study_runs_the_chroma_question() -> None:
     cfg = load_study()
-    assert cfg["steps"]["run"] == ["stimuli", "summary", "extract", "rsa", "report"]
-    assert {"cqt", "mfcc", "wav2vec2-random"} <= set(cfg["networks"])
+    assert cfg["steps"]["run"] == ["stimuli", "summary", "corpora", "train", "extract", "rsa", "report"]
+    assert {"cqt", "mfcc", "random", "ssl", "transcription", "asr", "crepe-tiny", "pesto", "fcpe", "basic-pitch",
+            "madmom-onsets"} <= set(cfg["networks"])
+    base = load_study("chroma-baselines")
+    assert base["steps"]["run"] == ["stimuli", "summary", "extract", "rsa", "report"]
+    assert {"cqt", "mfcc", "wav2vec2-random"} <= set(base["networks"])
 
 
 def test_tiny_study_end_to_end_and_report_rebuild(tmp_path) -> None:

@@ -52,7 +52,8 @@ __all__ = ["load_study", "validate_study", "run_study", "apply_scale", "network_
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STUDY = "default"
+#: The study ``musiclens run`` runs when none is named (``"default"`` is an alias of it).
+DEFAULT_STUDY = "chroma-emergence"
 
 #: Valid keys and their defaults, per section.  ``None`` means "no default; optional".
 SCHEMA: dict[str, dict[str, Any]] = {
@@ -232,7 +233,7 @@ def load_study(spec: str | Path | Mapping[str, Any] | None = None, *, scale: str
 
     ``scale`` merges the study's ``scales[scale]`` overlay first (see :func:`apply_scale`).
     """
-    if spec is None:
+    if spec is None or spec == "default":
         spec = DEFAULT_STUDY
     if isinstance(spec, Mapping):
         return validate_study(apply_scale(spec, scale))

@@ -72,3 +72,23 @@ def test_ranking_and_pooling_sentences() -> None:
     assert ranking_sentences(probe) == ["pitch (m, test; chance 0.050): a 0.900 (layer_01), b 0.600 (layer_00). "
                                         "a leads; its 95% CI [0.850, 0.950] excludes b's score."]
     assert pooling_sentences(probe) == []
+
+
+def test_training_caveat_follows_validation_scores(tmp_path) -> None:
+    import json
+
+    from musiclens.report.answers import training_caveats
+    from musiclens.report.sections import ReportContext
+
+    (tmp_path / "train" / "ft").mkdir(parents=True)
+    cfg = {"training": {"ft": {"objective": "transcription"}, "ssl": {"objective": "wav2vec2"}}}
+    ctx = ReportContext(run_dir=tmp_path, cfg=cfg, manifest={})
+    path = tmp_path / "train" / "ft" / "manifest.json"
+    path.write_text(json.dumps({"metrics": {"val/frame_f1": 0.12}}))
+    assert training_caveats(ctx) == [
+        "Caveat: ft reached validation frame_f1 = 0.12 (below 0.5), so it has not learned its task at this scale "
+        "and its RSA does not test the effect of that training (run --scale full)."]
+    path.write_text(json.dumps({"metrics": {"val/frame_f1": 0.81}}))
+    assert training_caveats(ctx) == []
+    path.write_text(json.dumps({"metrics": {}}))
+    assert "no validation val/frame_f1" in training_caveats(ctx)[0]

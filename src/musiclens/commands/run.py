@@ -10,8 +10,8 @@ __all__ = ["register"]
 
 
 def run_command(
-    study: str = typer.Argument("default", help="Study YAML file, or the name of an embedded study "
-                                "(default, chroma-emergence, vit1d-emergence, mert-teachers)."),
+    study: str = typer.Argument("chroma-emergence", help="Study YAML file, or the name of an embedded study: "
+                                "chroma-emergence (the default), vit1d-emergence, mert-teachers, chroma-baselines."),
     out: Path = typer.Option(Path("runs/default"), "--out", "-o", help="Run directory (resumable)."),
     scale: str = typer.Option(None, "--scale", help="A scale overlay of the study: quick (the default) or full "
                               "(GPU-sized; see the study file's 'scales' section)."),

@@ -25,7 +25,7 @@ import pandas as pd
 from musiclens.registry import Registry
 from musiclens.report.sections import ReportContext
 
-__all__ = ["ANSWERS", "answer_sentences", "vit1d_answer", "teachers_answer", "trained_and_controls"]
+__all__ = ["ANSWERS", "TASK_BARS", "training_caveats", "answer_sentences", "vit1d_answer", "teachers_answer", "trained_and_controls"]
 
 AnswerFn = Callable[[ReportContext], list[str]]
 #: Answer builders by name.
@@ -47,7 +47,40 @@ def _chroma(ctx: ReportContext) -> list[str]:
     if rsa is None:
         return []
     method = (ctx.cfg.get("rsa") or {}).get("method", "tau-a")
-    return [chroma_answer(rsa[~rsa["statistic"].str.endswith("-best-layer-cv")], method=method)]
+    out = [chroma_answer(rsa[~rsa["statistic"].str.endswith("-best-layer-cv")], method=method)]
+    return out + training_caveats(ctx)
+
+
+#: A fine-tuned network counts as trained on its task above these validation scores.
+TASK_BARS = {"transcription": ("val/frame_f1", 0.5, "higher"), "ctc": ("val/per", 0.5, "lower")}
+
+
+def training_caveats(ctx: ReportContext) -> list[str]:
+    """Sentences for supervised conditions that did not learn their task (validation score vs a bar).
+
+    A network that never learned transcription cannot answer whether transcription training
+    makes chroma emerge; the report says so instead of letting its RSA row speak for the method.
+    """
+    import json
+
+    out = []
+    for name, cond in (ctx.cfg.get("training") or {}).items():
+        bar = TASK_BARS.get(str(cond.get("objective")))
+        path = ctx.run_dir / "train" / name / "manifest.json"
+        if bar is None or not path.is_file():
+            continue
+        metric, threshold, better = bar
+        value = (json.loads(path.read_text()).get("metrics") or {}).get(metric)
+        if value is None:
+            out.append(f"Caveat: {name} has no validation {metric}, so whether it learned its task is unknown "
+                       "(give the condition data.val).")
+            continue
+        learned = value >= threshold if better == "higher" else value <= threshold
+        if not learned:
+            out.append(f"Caveat: {name} reached validation {metric.removeprefix('val/')} = {value:.2f} "
+                       f"({'below' if better == 'higher' else 'above'} {threshold}), so it has not learned its task "
+                       "at this scale and its RSA does not test the effect of that training (run --scale full).")
+    return out
 
 
 def trained_and_controls(networks: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], dict[str, str]]:
