@@ -128,3 +128,16 @@ def test_bad_configs() -> None:
     with pytest.raises(ConfigError, match="max_frames"):
         m(torch.zeros(1, 16000))
     assert np.isfinite(m(torch.zeros(1, 2000)).last.detach().numpy()).all()  # silence stays finite
+
+
+def test_build_backbone_takes_preset_names_and_rejects_bad_ones() -> None:
+    from musiclens.errors import ConfigError
+    from musiclens.train.models import build_backbone, family_presets
+
+    assert {"test", "vit_tiny", "vit_tiny_updated"} <= set(family_presets("vit1d"))
+    b = build_backbone({"family": "vit1d", "config": "test"})
+    assert b.config.dim == 64 and b.n_layers == 2
+    with pytest.raises(ConfigError, match="unknown vit1d preset 'huge'.*vit_tiny"):
+        build_backbone({"family": "vit1d", "config": "huge"})
+    with pytest.raises(ConfigError, match="unknown model family"):
+        build_backbone({"family": "vit2d"})

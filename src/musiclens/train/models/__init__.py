@@ -11,7 +11,8 @@ The ``model`` section of a training config::
 
     model:
       family: vit1d           # a registered family
-      config: {...}           # the family's dataclass fields (unknown keys are errors)
+      config: {...}           # the family's dataclass fields (unknown keys are errors), or a preset
+                              # name (vit1d: test, vit_tiny, vit_tiny_updated; mert: tiny, mert_v1_95m...)
       init_from: PATH         # optional: a musiclens checkpoint folder, or (wav2vec2/data2vec-audio)
                               # a local Hugging Face model directory; its config wins over `config`
 """
@@ -26,7 +27,7 @@ from typing import Any
 from musiclens.errors import ConfigError
 from musiclens.train.base import Backbone
 
-__all__ = ["FAMILY_MODULES", "build_backbone", "register_all"]
+__all__ = ["FAMILY_MODULES", "build_backbone", "family_presets", "register_all"]
 
 #: Family name -> module that defines and registers it.
 FAMILY_MODULES: dict[str, str] = {
@@ -76,6 +77,28 @@ def build_backbone(model: Mapping[str, Any], *, seed: int = 0) -> Backbone:
         if loader is None:
             raise ConfigError(f"{path} is not a musiclens checkpoint, and family {family!r} loads no other format")
         return loader(family, path, config=model.get("config") or {})
+    config = model.get("config") or {}
+    if isinstance(config, str):  # a preset name, e.g. "vit_tiny" or "mert_v1_95m"
+        config = family_presets(family).get(config) or _unknown_preset(family, config)
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"model.config must be a mapping of {family} fields or a preset name, got {config!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return MODELS.get(family)(dict(model.get("config") or {}))  # type: ignore[return-value]
+        try:
+            return MODELS.get(family)(dict(config))  # type: ignore[return-value]
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid model.config for family {family!r}: {err}") from err
+
+
+def family_presets(family: str) -> dict[str, dict[str, Any]]:
+    """Named configurations of a family (``VIT1D_PRESETS``, ``MERT_PRESETS``...; empty when none)."""
+    module = importlib.import_module(FAMILY_MODULES[family])
+    presets: dict[str, dict[str, Any]] = {}
+    for name in dir(module):
+        if name.endswith("_PRESETS") and isinstance(getattr(module, name), Mapping):
+            presets.update(getattr(module, name))
+    return presets
+
+
+def _unknown_preset(family: str, name: str) -> dict[str, Any]:
+    raise ConfigError(f"unknown {family} preset {name!r}; presets: {', '.join(family_presets(family)) or '(none)'}")
