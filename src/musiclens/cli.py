@@ -43,6 +43,9 @@ def _root(
     """musiclens: stimuli -> audio -> extract -> analysis (RSA, probes, attention, SSM) -> report."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Lightning logs banners and tips at INFO through its own handlers; keep them for -v
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(level)
 
 
 for _name in COMMAND_MODULES:

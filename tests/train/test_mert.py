@@ -13,7 +13,7 @@ from musiclens.train.base import OBJECTIVES, step_generator
 from musiclens.train.models import build_backbone
 from musiclens.train.models.mert import MERT_PRESETS, MERTConfig, build_mert
 from musiclens.train.objectives.mert import expected_mask_fraction, mix_in_batch, span_mask
-from tests.train._util import chords, one_thread  # noqa: F401
+from tests.train._util import chords
 
 TINY = MERT_PRESETS["tiny"]
 FAST_CQT = {"cqt_fmin": 130.8, "cqt_n_bins": 48, "cqt_bins_per_octave": 12}  # short kernels for CPU tests

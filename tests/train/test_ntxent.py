@@ -10,7 +10,7 @@ import torch
 from musiclens.errors import ConfigError
 from musiclens.train.base import OBJECTIVES, step_generator
 from musiclens.train.objectives.ntxent import NTXentOptions, augment_waveforms, nt_xent
-from tests.train._util import chords, one_thread  # noqa: F401
+from tests.train._util import chords
 
 
 def _hand_nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:

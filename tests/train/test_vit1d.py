@@ -11,7 +11,7 @@ from musiclens.extract.checkpoint import MODELS, checkpoint_extractor
 from musiclens.extract.hooks import to_frames
 from musiclens.train.models import build_backbone
 from musiclens.train.models.vit1d import VIT1D_PRESETS, ViT1D, ViT1DConfig, build_vit1d
-from tests.train._util import chords, one_thread  # noqa: F401
+from tests.train._util import chords
 
 UPDATED = {"positional": "rope", "norm": "rmsnorm", "ffn": "gated"}
 

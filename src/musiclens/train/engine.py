@@ -458,6 +458,8 @@ def train(
         try:
             with warnings.catch_warnings():  # the CSV logger appends on resume; its warning says otherwise
                 warnings.filterwarnings("ignore", message="Experiment logs directory")
+                # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; not ours to fix
+                warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
                 trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         except Exception as err:
             if ckpt_path is not None and "weights_only" in str(err):
