@@ -6,11 +6,9 @@ Sentences are computed from ``RUN_DIR/attention/attention_summary.csv`` and
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 
-from musiclens.report.sections import SECTIONS, ReportContext, Section, img_html, table_html
+from musiclens.report.sections import SECTIONS, ReportContext, Section, summary_section, table_html
 
 __all__ = ["attention_sentences", "ssm_sentences"]
 
@@ -61,47 +59,22 @@ def ssm_sentences(summary: pd.DataFrame, *, method: str = "pearson") -> list[str
 
 
 def _attention_section(ctx: ReportContext) -> Section | None:
-    path = ctx.run_dir / "attention" / "attention_summary.csv"
-    if not path.is_file():
-        return None
-    summary = pd.read_csv(path)
-    sec = Section("Attention maps and onsets")
-    sents = attention_sentences(summary)
-    sec.findings += sents
-    sec.md += [f"- {s}" for s in sents]
-    sec.html.append("<p class='meta'>Onset-evidence curves from head-averaged attention maps (recipes: attention "
-                    "received per token, the class token's row, change between consecutive rows), peak-picked and "
-                    "scored with mir_eval's onset F-measure (±50 ms) against the true note onsets; the "
-                    "spectral-flux onset envelope is the baseline.</p>")
-    for net_dir in sorted(p for p in (ctx.run_dir / "attention").iterdir() if p.is_dir()):
-        figs = sorted(net_dir.glob("*.png"))
-        if figs:
-            sec.html.append(f"<h3>{html.escape(net_dir.name)}</h3>")
-            sec.html.extend(img_html(f, f"{net_dir.name}: {f.stem.replace('_', ' ')}") for f in figs)
-    sec.html.append(table_html(summary))
-    return sec
+    return summary_section(
+        ctx, folder="attention", table="attention_summary.csv", title="Attention maps and onsets",
+        sentences=attention_sentences,
+        note="Onset-evidence curves from head-averaged attention maps (recipes: attention received per token, the "
+             "class token's row, change between consecutive rows), peak-picked and scored with mir_eval's onset "
+             "F-measure (±50 ms) against the true note onsets; the spectral-flux onset envelope is the baseline.")
 
 
 def _ssm_section(ctx: ReportContext) -> Section | None:
-    path = ctx.run_dir / "ssm" / "ssm_summary.csv"
-    if not path.is_file():
-        return None
-    summary = pd.read_csv(path)
-    sec = Section("Self-similarity matrices")
-    sents = ssm_sentences(summary)
-    sec.findings += sents
-    sec.md += [f"- {s}" for s in sents]
-    sec.html.append("<p class='meta'>Cosine SSMs of each layer's frame tokens, correlated (upper triangle, Pearson) "
-                    "with reference SSMs from hand-crafted features and from the labels; mean over clips. Foote "
-                    "novelty of the layer SSMs is scored against chord changes.</p>")
-    for net_dir in sorted(p for p in (ctx.run_dir / "ssm").iterdir() if p.is_dir()):
-        figs = sorted(net_dir.glob("*.png"))
-        if figs:
-            sec.html.append(f"<h3>{html.escape(net_dir.name)}</h3>")
-            sec.html.extend(img_html(f, f"{net_dir.name}: {f.stem.replace('_', ' ')}") for f in figs)
-    sec.html.append(table_html(summary))
+    sec = summary_section(
+        ctx, folder="ssm", table="ssm_summary.csv", title="Self-similarity matrices", sentences=ssm_sentences,
+        note="Cosine SSMs of each layer's frame tokens, correlated (upper triangle, Pearson) with reference SSMs from "
+             "hand-crafted features and from the labels; mean over clips. Foote novelty of the layer SSMs is scored "
+             "against chord changes.")
     nov = ctx.run_dir / "ssm" / "ssm_novelty_summary.csv"
-    if nov.is_file():
+    if sec is not None and nov.is_file():
         sec.html += ["<h3>Chord-change novelty</h3>", table_html(pd.read_csv(nov))]
     return sec
 

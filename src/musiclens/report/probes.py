@@ -10,11 +10,9 @@ Sentences (all from the numbers):
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 
-from musiclens.report.sections import SECTIONS, ReportContext, Section, img_html, table_html
+from musiclens.report.sections import SECTIONS, ReportContext, Section, network_figures, table_html
 
 __all__ = ["best_scores", "ranking_sentences", "pooling_sentences"]
 
@@ -82,12 +80,7 @@ def _probe_section(ctx: ReportContext) -> Section | None:
                     "grouped so no instrument (notes) or piece (corpus) is on both sides; learning rate and epoch "
                     "chosen on validation; test scores with bootstrap 95% CIs; chance by permutation.</p>")
     sec.html.append(table_html(best_scores(table)))
-    root = ctx.run_dir / "probe"
-    for net_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        figs = sorted(net_dir.glob("*/*.png"))
-        if figs:
-            sec.html.append(f"<h3>{html.escape(net_dir.name)}</h3>")
-            sec.html.extend(img_html(f, f"{net_dir.name}: {f.stem.replace('_', ' ')}") for f in figs)
+    sec.html += network_figures(ctx.run_dir / "probe", pattern="*/*.png")
     sec.md.append("Full table: `probe/probe.csv`.")
     return sec
 

@@ -19,7 +19,8 @@ import pandas as pd
 
 from musiclens.registry import Registry
 
-__all__ = ["ReportContext", "Section", "SECTIONS", "SECTION_ORDER", "img_html", "table_html"]
+__all__ = ["ReportContext", "Section", "SECTIONS", "SECTION_ORDER", "img_html", "table_html", "network_figures",
+           "summary_section"]
 
 
 @dataclass
@@ -72,6 +73,38 @@ def table_html(df: pd.DataFrame, *, max_rows: int = 400) -> str:
     return out
 
 
+def network_figures(root: Path, *, pattern: str = "*.png") -> list[str]:
+    """HTML for each network folder under ``root``: a heading and its figures (``pattern``)."""
+    out: list[str] = []
+    if not root.is_dir():
+        return out
+    for net_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        figs = sorted(net_dir.glob(pattern))
+        if figs:
+            out.append(f"<h3>{html.escape(net_dir.name)}</h3>")
+            out.extend(img_html(f, f"{net_dir.name}: {f.stem.replace('_', ' ')}") for f in figs)
+    return out
+
+
+def summary_section(ctx: ReportContext, *, folder: str, table: str, title: str, note: str,
+                    sentences: Callable[[pd.DataFrame], list[str]], pattern: str = "*.png") -> Section | None:
+    """A section over ``RUN_DIR/folder/table`` (CSV): computed sentences, a note, per-network figures, the table."""
+    path = ctx.run_dir / folder / table
+    if not path.is_file():
+        return None
+    summary = pd.read_csv(path)
+    if summary.empty:
+        return None
+    sec = Section(title)
+    sents = sentences(summary)
+    sec.findings += sents
+    sec.md += [f"- {s}" for s in sents]
+    sec.html.append(f"<p class='meta'>{html.escape(note)}</p>")
+    sec.html += network_figures(ctx.run_dir / folder, pattern=pattern)
+    sec.html.append(table_html(summary))
+    return sec
+
+
 def _stimuli_section(ctx: ReportContext) -> Section | None:
     summary = ctx.run_dir / "summary.json"
     if not summary.is_file():
@@ -103,11 +136,7 @@ def _rsa_section(ctx: ReportContext) -> Section | None:
                     f"({html.escape(str(cfg.get('correction', 'bonferroni')))} over layers × model RDMs within each "
                     "network and statistic). Partial statistics control each model RDM for the others (chroma with "
                     "pitch height partialled out). Shaded bands: noise ceilings (instruments as subjects).</p>")
-    for net_dir in sorted(p for p in (ctx.run_dir / "rsa").iterdir() if p.is_dir()):
-        figs = sorted(net_dir.glob("*.png"))
-        if figs:
-            sec.html.append(f"<h3>{html.escape(net_dir.name)}</h3>")
-            sec.html.extend(img_html(f, f"{net_dir.name}: {f.stem.replace('_', ' ')}") for f in figs)
+    sec.html += network_figures(ctx.run_dir / "rsa")
     sec.html += ["<h3>Table</h3>", table_html(rsa),
                  "<p class='meta'>Full table: <code>rsa/rsa.csv</code> and <code>rsa/rsa.parquet</code>.</p>"]
     sec.md.append("Full table: `rsa/rsa.csv`.")
