@@ -335,6 +335,14 @@ def _accelerator(name: str) -> str:
     return "gpu" if name == "cuda" else name
 
 
+def _align_lightning_logging() -> None:
+    """Lightning sets its loggers to INFO when imported; follow the application's level instead
+    (``musiclens -v`` shows Lightning's banners and tips, the default keeps them out)."""
+    level = logging.getLogger().getEffectiveLevel()
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
+
+
 def train(
     config: str | Path | Mapping[str, Any],
     *,
@@ -379,6 +387,7 @@ def train(
     TrainingError, CheckpointError
         Training could not start or continue.
     """
+    _align_lightning_logging()
     started = time.perf_counter()
     timer = Timer()
     run_dir = Path(out)
