@@ -59,6 +59,9 @@ def test_vit1d_emergence_tiny_resumes_without_redoing_steps(tmp_path: Path, monk
     assert {"vit", "vit-random"} <= set(att["network"]) and "spectral_flux" in set(att["recipe"])
     ssm = pd.read_csv(reference / "ssm" / "ssm_summary.csv")
     assert {"chroma", "mfcc", "same_chord"} <= set(ssm["reference"])
+    page = (reference / "report.html").read_text()
+    for figure in ("probe profile pitch", "attention maps", "ssm grid", "stimuli"):
+        assert figure in page.lower(), figure
     answer = (reference / "report.md").read_text().split("## Findings")[0]
     assert "frame tokens carry" in answer and "Onsets in vit's attention" in answer and "layer SSMs match" in answer
 

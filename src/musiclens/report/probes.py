@@ -80,7 +80,7 @@ def _probe_section(ctx: ReportContext) -> Section | None:
                     "grouped so no instrument (notes) or piece (corpus) is on both sides; learning rate and epoch "
                     "chosen on validation; test scores with bootstrap 95% CIs; chance by permutation.</p>")
     sec.html.append(table_html(best_scores(table)))
-    sec.html += network_figures(ctx.run_dir / "probe", pattern="*/*.png")
+    sec.html += network_figures(ctx.run_dir / "probe", pattern="**/*.png")
     sec.md.append("Full table: `probe/probe.csv`.")
     return sec
 
