@@ -39,7 +39,7 @@ def test_speech_corpus_is_deterministic_and_varied(tmp_path) -> None:
     src = speech.SpeechSource(n_utterances=6, seed=1)
     a = build_corpus(tmp_path / "a", source=src, pieces_per_shard=4)
     b = build_corpus(tmp_path / "b", source=speech.SpeechSource(n_utterances=6, seed=1), pieces_per_shard=3)
-    assert a["n_pieces"] == 6 and a["kind"] == "speech"
+    assert a["n_pieces"] == b["n_pieces"] == 6 and a["kind"] == "speech"
     ca, cb = Corpus(tmp_path / "a"), Corpus(tmp_path / "b")
     for i in range(6):
         np.testing.assert_array_equal(ca.audio(i), cb.audio(i))

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
 
 from musiclens.extract.checkpoint import MODELS
 from musiclens.train.base import OBJECTIVES, Backbone, BackboneOutput, DataSpec, Objective, config_from_dict
+from tests.train._util import one_torch_thread
 
 HOP = 160  # 100 Hz frames at 16 kHz
 
@@ -190,10 +192,25 @@ def build_speech(root: Path, n: int = 3) -> Path:
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Any:
     """Tiny models: one intra-op thread (two threads on a shared 2-core machine are ~100x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
+
+
+# --------------------------------------------------------------------------------- interrupted runs
+class Killed(RuntimeError):
+    """What :class:`KillAt` raises: a run killed mid-training."""
+
+
+class KillAt(pl.Callback):
+    """Raise :class:`Killed` at the start of the first batch after step ``k`` (checkpoint ``k`` is on disk by then)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if trainer.global_step >= self.k:
+            raise Killed(f"killed at step {trainer.global_step}")
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,15 @@ from musiclens.errors import CheckpointError, ConfigError
 from musiclens.extract.checkpoint import MODELS, checkpoint_extractor, load_checkpoint
 from musiclens.train.models import build_backbone
 from musiclens.train.models.hf import HFBackboneConfig
+from tests.train._util import one_torch_thread
 
 STABLE = {"hf_overrides": {"feat_extract_norm": "layer", "do_stable_layer_norm": True}}
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with one_torch_thread():
+        yield
 
 
 def _audio(n: int = 2, samples: int = 8000, seed: int = 0) -> torch.Tensor:

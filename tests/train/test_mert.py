@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from musiclens.errors import ConfigError, TrainingError
-from musiclens.extract.checkpoint import MODELS, checkpoint_extractor
-from musiclens.extract.hooks import to_frames
+from musiclens.extract.checkpoint import MODELS
 from musiclens.train.base import OBJECTIVES, step_generator
 from musiclens.train.models import build_backbone
 from musiclens.train.models.mert import MERT_PRESETS, MERTConfig, build_mert
 from musiclens.train.objectives.mert import expected_mask_fraction, mix_in_batch, span_mask
-from tests.train._util import chords
+from tests.train._util import assert_checkpoint_round_trip, chords
 
 TINY = MERT_PRESETS["tiny"]
 FAST_CQT = {"cqt_fmin": 130.8, "cqt_n_bins": 48, "cqt_bins_per_octave": 12}  # short kernels for CPU tests
@@ -72,18 +71,7 @@ def test_frame_mask_uses_the_learned_mask_embedding(one_thread: None) -> None:
 
 def test_checkpoint_round_trip_gives_every_layer(tmp_path, one_thread: None) -> None:
     m = build_mert(TINY).eval()
-    m.save(tmp_path / "ck")
-    ext = checkpoint_extractor(tmp_path / "ck")
-    assert ext.layer_names == [f"layer_{i:02d}" for i in range(m.n_layers + 1)]
-    x = chords(2, 16000, 24000, seed=2)
-    with torch.no_grad():
-        ref = m(x).hidden_states
-    raw = ext.capture(x, ext.layer_names)
-    for i, layer in enumerate(ext.layer_names):
-        torch.testing.assert_close(to_frames(raw[layer], "btd", layer=layer), ref[i], atol=1e-5, rtol=0)
-    acts = ext.extract([x[0].numpy(), x[1].numpy()])
-    for i, layer in enumerate(ext.layer_names):
-        np.testing.assert_allclose(acts.layers[layer], ref[i].numpy(), atol=1e-5, rtol=0)
+    ext, acts = assert_checkpoint_round_trip(m, chords(2, 16000, 24000, seed=2), tmp_path / "ck")
     assert ext.frame_rate_hz == 75.0 and acts.n_special == 0
 
 

@@ -4,29 +4,13 @@ from __future__ import annotations
 
 import json
 
-import lightning.pytorch as pl
 import pytest
 import torch
 
 from musiclens.train.engine import train
-from tests.train._engine_helpers import ToyObjective, corpora, one_thread, toy_config  # noqa: F401
+from tests.train._engine_helpers import KillAt, Killed, ToyObjective, corpora, one_thread, toy_config  # noqa: F401
 
 N, K = 6, 3
-
-
-class Killed(RuntimeError):
-    pass
-
-
-class KillAt(pl.Callback):
-    """Raise at the start of the first batch after step ``k`` (checkpoint ``k`` is on disk by then)."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step >= self.k:
-            raise Killed(f"killed at step {trainer.global_step}")
 
 
 def _state(ckpt) -> dict[str, torch.Tensor]:

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import pytest
 
 from musiclens.train.engine import train
-from tests.train._engine_helpers import corpora, one_thread, toy_config  # noqa: F401
+from tests.train._engine_helpers import KillAt, Killed, corpora, one_thread, toy_config  # noqa: F401
 
 RSA = {"every_n_steps": 1, "stimuli": "additive", "midi": list(range(60, 73)), "duration_s": 0.3, "hold_s": 0.2}
-
-
-class Killed(RuntimeError):
-    pass
-
-
-class KillAt(pl.Callback):
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step >= self.k:
-            raise Killed
 
 
 def _cfg(corpora):  # noqa: F811

@@ -11,21 +11,12 @@ import torch
 
 from musiclens.errors import ConfigError, TrainingError
 from musiclens.train.base import OBJECTIVES
-from musiclens.train.objectives import register_all
 from musiclens.train.objectives.ctc import ESPEAK_EN_PHONEMES, edit_distance, greedy_decode, phoneme_error_rate
 from musiclens.train.objectives.transcription import (align_frames, frame_scores, key_to_hz, note_scores,
                                                       roll_to_notes)
+from tests.train._util import objectives_on_one_thread  # noqa: F401  (autouse: objectives registered, one thread)
 
 SR = 16000
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _setup():
-    register_all()
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _train(obj, make_batch, steps: int, lr: float) -> list[float]:

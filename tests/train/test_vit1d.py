@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from musiclens.errors import ConfigError
-from musiclens.extract.checkpoint import MODELS, checkpoint_extractor
-from musiclens.extract.hooks import to_frames
+from musiclens.extract.checkpoint import MODELS
 from musiclens.train.models import build_backbone
 from musiclens.train.models.vit1d import VIT1D_PRESETS, ViT1D, ViT1DConfig, build_vit1d
-from tests.train._util import chords
+from tests.train._util import assert_checkpoint_round_trip, chords
 
 UPDATED = {"positional": "rope", "norm": "rmsnorm", "ffn": "gated"}
 
@@ -100,19 +99,8 @@ def test_frame_mask_replaces_tokens_by_mask_embedding(one_thread: None) -> None:
 @pytest.mark.parametrize("variant", [{}, UPDATED])
 def test_checkpoint_round_trip_gives_every_layer(tmp_path, variant: dict, one_thread: None) -> None:
     m = build_vit1d({**VIT1D_PRESETS["test"], **variant}).eval()
-    m.save(tmp_path / "ck")
-    ext = checkpoint_extractor(tmp_path / "ck")
-    assert ext.layer_names == [f"layer_{i:02d}" for i in range(m.n_layers + 1)]
-    x = chords(2, 12000, 16000, seed=4)
-    with torch.no_grad():
-        ref = m(x).hidden_states
-    raw = ext.capture(x, ext.layer_names)
-    for i, layer in enumerate(ext.layer_names):
-        torch.testing.assert_close(to_frames(raw[layer], "btd", layer=layer), ref[i], atol=1e-5, rtol=0)
-    acts = ext.extract([x[0].numpy(), x[1].numpy()])  # the public path
-    assert list(acts.layers) == ext.layer_names and acts.n_special == 1
-    for i, layer in enumerate(ext.layer_names):
-        np.testing.assert_allclose(acts.layers[layer], ref[i].numpy(), atol=1e-5, rtol=0)
+    ext, acts = assert_checkpoint_round_trip(m, chords(2, 12000, 16000, seed=4), tmp_path / "ck")
+    assert acts.n_special == 1
     assert np.isnan(acts.frame_times[0]) and np.allclose(np.diff(acts.frame_times[1:]), 1 / 31.25)
     assert ext.n_special == 1 and ext.frame_rate_hz == 31.25
 

@@ -9,20 +9,11 @@ import torch
 from musiclens.errors import ConfigError
 from musiclens.extract.checkpoint import load_checkpoint
 from musiclens.train.base import OBJECTIVES, step_generator
-from musiclens.train.objectives import register_all
 from musiclens.train.objectives.data2vec import ema_decay_at, instance_norm_time
 from musiclens.train.objectives.wav2vec2 import span_mask
+from tests.train._util import objectives_on_one_thread  # noqa: F401  (autouse: objectives registered, one thread)
 
 SR = 16000
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _setup():
-    register_all()
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _tones(n: int = 8, seed: int = 0) -> dict:

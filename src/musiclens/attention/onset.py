@@ -30,7 +30,6 @@ correlation of a curve with that envelope read at the token times by linear inte
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -41,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from musiclens.analysis_io import clips_to_folder, npz_bytes, write_table
 from musiclens.errors import AnalysisError, ConfigError, InsufficientDataError
-from musiclens.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
-from musiclens.provenance import Timer, environment
+from musiclens.fsutil import atomic_write_bytes
+from musiclens.provenance import Timer
 from musiclens.registry import Registry
 from musiclens.ssm.frames import PeakPicker
 from musiclens.ssm.novelty import score_boundaries
@@ -170,23 +170,15 @@ class AttentionOnsetResult:
         ``attention_maps.npz`` (kept clips: maps, curves, times, onsets) atomically."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [atomic_write_text(folder / "attention_onsets.csv", self.table.to_csv(index=False, float_format="%.10g")),
-                 atomic_write_text(folder / "attention_summary.csv", self.summary.to_csv(index=False, float_format="%.10g"))]
-        buf = io.BytesIO()
-        try:
-            self.table.to_parquet(buf, index=False)
-            paths.append(atomic_write_bytes(folder / "attention_onsets.parquet", buf.getvalue()))
-        except ImportError:
-            logger.warning("pyarrow is not installed: attention_onsets.parquet not written (pip install pyarrow)")
+        paths = write_table(folder, "attention_onsets", self.table)
+        paths += write_table(folder, "attention_summary", self.summary, parquet=False)
         arrays: dict[str, np.ndarray] = {"n_special": np.array(self.n_special)}
         for clip, m in self.maps.items():
             arrays[f"{clip}/maps_mean_heads"] = m.astype(np.float32)
             arrays[f"{clip}/frame_times"] = self.frame_times[clip]
             arrays[f"{clip}/onsets"] = self.onsets[clip]
             arrays.update({f"{clip}/curve/{k}": v for k, v in self.curves.get(clip, {}).items()})
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        paths.append(atomic_write_bytes(folder / "attention_maps.npz", buf.getvalue()))
+        paths.append(atomic_write_bytes(folder / "attention_maps.npz", npz_bytes(arrays)))
         return paths
 
 
@@ -338,28 +330,8 @@ def attention_to_folder(
     **kwargs: Any,
 ) -> AttentionOnsetResult:
     """Run :func:`attention_onset_analysis` on the first ``n_clips`` of a corpus; write tables,
-    figures and ``manifest.json`` to ``out``.  ``kwargs`` go to the analysis."""
-    from musiclens.attention.clips import corpus_clips
-    from musiclens.ssm.pipeline import _corpus_hash
-
-    timer = Timer()
-    out = Path(out)
-    with timer("load"):
-        clips = corpus_clips(corpus, n_clips=n_clips, crop_s=crop_s, start_s=start_s)
-    result = attention_onset_analysis(clips=clips, model=model, **kwargs)
-    with timer("write_tables"):
-        written = result.save(out)
-    if figures:
-        from musiclens.attention.plots import save_figures
-
-        with timer("figures"):
-            written += save_figures(result, out)
-    manifest = {
-        "command": "attention", "config": {**result.config, "n_clips": n_clips, "crop_s": crop_s, "start_s": start_s},
-        "inputs": {"model": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
-                   "corpus": str(corpus), "corpus_hash": _corpus_hash(corpus)},
-        "outputs": sorted(p.name for p in written), "timings_s": {**result.timings, **timer.seconds},
-        "environment": environment(),
-    }
-    atomic_write_json(out / "manifest.json", manifest)
-    return result
+    figures and ``manifest.json`` to ``out`` (:func:`~musiclens.analysis_io.clips_to_folder`).
+    ``kwargs`` go to the analysis."""
+    return clips_to_folder(attention_onset_analysis, command="attention", figures_module="musiclens.attention.plots",
+                           model=model, corpus=corpus, out=out, n_clips=n_clips, crop_s=crop_s, start_s=start_s,
+                           figures=figures, **kwargs)

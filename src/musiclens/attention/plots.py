@@ -12,16 +12,13 @@ Each returns a :class:`matplotlib.figure.Figure`; :func:`save_figures` writes PN
 
 from __future__ import annotations
 
-import io
-import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from musiclens.errors import ConfigError
-from musiclens.fsutil import atomic_write_bytes
+from musiclens.plotting import kept_clip, label_layer_axes, per_clip_figures, pyplot, save_pngs, time_extent
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,31 +27,14 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_attention_maps", "plot_onset_curves", "plot_onset_profiles", "save_figures"]
 
-logger = logging.getLogger(__name__)
-
-
-def _pyplot():  # noqa: ANN202 - matplotlib module
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def _clip(result: AttentionOnsetResult, clip: str | None) -> str:
-    if not result.maps:
-        raise ConfigError("the result kept no clips (keep=0); rerun with keep >= 1 to plot maps and curves")
-    if clip is None:
-        return next(iter(result.maps))
-    if clip not in result.maps:
-        raise ConfigError(f"clip {clip!r} was not kept; kept clips: {list(result.maps)}")
-    return clip
+    return kept_clip(result.maps, clip, what="maps and curves")
 
 
 def plot_attention_maps(result: AttentionOnsetResult, *, clip: str | None = None, cmap: str = "magma") -> Figure:
     """Head-averaged sequence attention per layer of one kept clip, true onsets as ticks."""
-    plt = _pyplot()
+    plt = pyplot()
     clip = _clip(result, clip)
     maps = result.maps[clip][:, result.n_special:, result.n_special:]
     times, onsets = result.frame_times[clip], result.onsets[clip]
@@ -63,8 +43,7 @@ def plot_attention_maps(result: AttentionOnsetResult, *, clip: str | None = None
     cols = min(4, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.1 * rows), squeeze=False)
-    hop = float(np.median(np.diff(times))) if times.size > 1 else 1.0
-    extent = (times[0] - hop / 2, times[-1] + hop / 2, times[-1] + hop / 2, times[0] - hop / 2)
+    extent = time_extent(times)
     for k, ax in enumerate(axes.ravel()):
         if k >= n:
             ax.axis("off")
@@ -86,7 +65,7 @@ def plot_attention_maps(result: AttentionOnsetResult, *, clip: str | None = None
 
 def plot_onset_curves(result: AttentionOnsetResult, *, clip: str | None = None, head: str = "mean") -> Figure:
     """Normalised onset-evidence curves per layer with the flux envelope and the true onsets."""
-    plt = _pyplot()
+    plt = pyplot()
     clip = _clip(result, clip)
     curves, times, onsets = result.curves[clip], result.frame_times[clip], result.onsets[clip]
     layers = list(result.config["layers"])
@@ -111,7 +90,7 @@ def plot_onset_curves(result: AttentionOnsetResult, *, clip: str | None = None, 
 
 def plot_onset_profiles(result: AttentionOnsetResult, *, head: str = "mean") -> Figure:
     """Mean F-measure and flux correlation per layer and recipe (error bars: SD over clips)."""
-    plt = _pyplot()
+    plt = pyplot()
     s = result.summary
     layers = list(result.config["layers"])
     x = np.arange(len(layers))
@@ -125,10 +104,7 @@ def plot_onset_profiles(result: AttentionOnsetResult, *, head: str = "mean") -> 
         ax1.axhline(float(base["f_measure"].iloc[0]), color="0.4", ls="--", label="spectral flux")
     ax1.set_ylabel(f"onset F ({result.config['window_s'] * 1000:g} ms)")
     ax2.set_ylabel("corr. with spectral flux (Pearson)")
-    for ax in (ax1, ax2):
-        ax.set_xticks(x)
-        ax.set_xticklabels(layers, rotation=60, fontsize=7)
-        ax.legend(fontsize=7)
+    label_layer_axes((ax1, ax2), layers)
     fig.suptitle(f"{result.config['network']}: onsets from attention, mean over clips", fontsize=10)
     fig.tight_layout()
     return fig
@@ -137,18 +113,8 @@ def plot_onset_profiles(result: AttentionOnsetResult, *, head: str = "mean") -> 
 def save_figures(result: AttentionOnsetResult, folder: str | Path) -> list[Path]:
     """Write ``attention_profiles.png`` and, for every kept clip, ``attention_maps_<clip>.png``
     and ``attention_curves_<clip>.png``."""
-    plt = _pyplot()
-    folder = Path(folder)
-    figures = {"attention_profiles.png": plot_onset_profiles(result)}
-    for clip in result.maps:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in clip)
-        figures[f"attention_maps_{safe}.png"] = plot_attention_maps(result, clip=clip)
-        figures[f"attention_curves_{safe}.png"] = plot_onset_curves(result, clip=clip)
-    paths = []
-    for name, fig in figures.items():
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        paths.append(atomic_write_bytes(folder / name, buf.getvalue()))
-    logger.info("wrote %d figures to %s", len(paths), folder)
-    return paths
+    return save_pngs({"attention_profiles.png": plot_onset_profiles(result),
+                      **per_clip_figures(result.maps, {
+                          "attention_maps": lambda clip: plot_attention_maps(result, clip=clip),
+                          "attention_curves": lambda clip: plot_onset_curves(result, clip=clip)})},
+                     folder, dpi=110)

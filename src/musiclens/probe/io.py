@@ -12,10 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from musiclens.fsutil import atomic_write_json
+from musiclens.analysis_io import write_run_folder
 from musiclens.probe.datasets import load_probe_stimuli
 from musiclens.probe.runner import ProbeResult, run_probes
-from musiclens.provenance import Timer, environment
+from musiclens.provenance import Timer
 
 __all__ = ["probe_to_folder"]
 
@@ -61,25 +61,12 @@ def probe_to_folder(*, activations: str | Path, stimuli: str | Path, out: str | 
     with timer("load"):
         metadata, labels = load_probe_stimuli(stimuli)
     result = run_probes(str(activations), metadata=metadata, music_labels=labels, **kwargs)
-    with timer("write_tables"):
-        written = result.save(out)
-    if figures:
-        from musiclens.probe.plots import save_figures
-
-        with timer("figures"):
-            written += save_figures(result, out)
-    manifest = {
-        "command": "probe",
-        "config": result.config,
-        "seed": result.config["seed"],
-        "inputs": {"activations": str(activations), "activations_sha256": _hash_path(activations),
-                   "stimuli": str(stimuli),
-                   "metadata_sha256": hashlib.sha256(metadata.drop(columns=["music_labels"], errors="ignore")
-                                                     .to_csv(index=False, float_format="%.10g").encode()).hexdigest()},
-        "outputs": sorted(str(p.relative_to(out)) for p in written),
-        "timings_s": {**result.timings, **timer.seconds},
-        "environment": environment(),
-    }
-    atomic_write_json(out / "manifest.json", manifest)
+    metadata_csv = metadata.drop(columns=["music_labels"], errors="ignore").to_csv(index=False, float_format="%.10g")
+    write_run_folder(
+        result, out, command="probe", timer=timer, figures_module="musiclens.probe.plots" if figures else None,
+        extra={"seed": result.config["seed"]},
+        inputs={"activations": str(activations), "activations_sha256": _hash_path(activations),
+                "stimuli": str(stimuli), "metadata_sha256": hashlib.sha256(metadata_csv.encode()).hexdigest()},
+    )
     logger.info("probe results in %s", out)
     return result

@@ -10,7 +10,6 @@ restyled from the saved tables.  :func:`save_figures` writes one PNG per task an
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from musiclens.errors import ConfigError
-from musiclens.fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,12 +29,9 @@ logger = logging.getLogger(__name__)
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib module
-    import matplotlib
+    from musiclens.plotting import pyplot
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def plot_layer_profile(result: ProbeResult, *, task: str, metric: str | None = None) -> Figure:
@@ -95,16 +90,11 @@ def plot_layer_weights(result: ProbeResult, *, task: str) -> Figure:
 
 def save_figures(result: ProbeResult, folder: str | Path) -> list[Path]:
     """Write ``figures/probe_profile_<task>.png`` and ``figures/probe_weights_<task>.png``."""
-    plt = _pyplot()
-    out = Path(folder) / "figures"
-    paths: list[Path] = []
+    from musiclens.plotting import save_pngs
+
+    figures = {}
     for task in result.table["task"].unique():
-        figs = [("probe_profile", plot_layer_profile(result, task=str(task)))]
+        figures[f"probe_profile_{task}.png"] = plot_layer_profile(result, task=str(task))
         if not result.layer_weights.empty and (result.layer_weights["task"] == task).any():
-            figs.append(("probe_weights", plot_layer_weights(result, task=str(task))))
-        for stem, fig in figs:
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=120)
-            plt.close(fig)
-            paths.append(atomic_write_bytes(out / f"{stem}_{task}.png", buf.getvalue()))
-    return paths
+            figures[f"probe_weights_{task}.png"] = plot_layer_weights(result, task=str(task))
+    return save_pngs(figures, Path(folder) / "figures", dpi=120)

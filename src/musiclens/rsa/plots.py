@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from musiclens.errors import ConfigError
-from musiclens.fsutil import atomic_write_bytes
+from musiclens.plotting import pyplot, save_pngs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,18 +33,9 @@ logger = logging.getLogger(__name__)
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def _pyplot():  # noqa: ANN202 - matplotlib module
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_layer_profiles(result: RSAResult, *, statistic: str | None = None) -> Figure:
     """Layer profile of ``statistic`` (default: the comparison method) for every model RDM."""
-    plt = _pyplot()
+    plt = pyplot()
     stat = statistic or str(result.config["method"])
     t = result.table[result.table["statistic"] == stat]
     if t.empty:
@@ -93,7 +84,7 @@ def _labels(conditions: pd.DataFrame) -> list[str]:
 
 def plot_rdm_heatmaps(result: RSAResult, *, layers: Sequence[str] | None = None) -> Figure:
     """Subject-mean RDMs of ``layers`` (default: first, middle, last), ordered by pitch."""
-    plt = _pyplot()
+    plt = pyplot()
     chosen = _layer_choice(result, layers)
     conditions = result.conditions
     sort_col = "midi" if "midi" in conditions.columns else conditions.columns[0]
@@ -115,7 +106,7 @@ def plot_rdm_heatmaps(result: RSAResult, *, layers: Sequence[str] | None = None)
 
 def plot_mds(result: RSAResult, *, layer: str | None = None, seed: int = 0) -> Figure:
     """2-D metric MDS of ``layer``'s subject-mean RDM (default: best ``chroma`` layer or last)."""
-    plt = _pyplot()
+    plt = pyplot()
     from sklearn.manifold import MDS
 
     layers = list(result.config["layers"])
@@ -160,10 +151,6 @@ def plot_mds(result: RSAResult, *, layer: str | None = None, seed: int = 0) -> F
 
 def save_figures(result: RSAResult, folder: str | Path, *, seed: int = 0) -> list[Path]:
     """Write ``profile_<statistic>.png``, ``rdms.png`` and ``mds.png`` into ``folder``."""
-    import io
-
-    plt = _pyplot()
-    folder = Path(folder)
     figures: dict[str, Figure] = {}
     for stat in result.table["statistic"].unique():
         if stat.endswith("-best-layer-cv"):
@@ -171,11 +158,4 @@ def save_figures(result: RSAResult, folder: str | Path, *, seed: int = 0) -> lis
         figures[f"profile_{stat}.png"] = plot_layer_profiles(result, statistic=stat)
     figures["rdms.png"] = plot_rdm_heatmaps(result)
     figures["mds.png"] = plot_mds(result, seed=seed)
-    paths = []
-    for name, fig in figures.items():
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=130)
-        plt.close(fig)
-        paths.append(atomic_write_bytes(folder / name, buf.getvalue()))
-    logger.info("wrote %d figures to %s", len(paths), folder)
-    return paths
+    return save_pngs(figures, folder, dpi=130)

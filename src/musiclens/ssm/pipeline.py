@@ -17,7 +17,6 @@ manifest (the ``musiclens ssm`` command).
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -28,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from musiclens.analysis_io import clips_to_folder, npz_bytes, write_table
 from musiclens.errors import AnalysisError, ConfigError, InsufficientDataError
-from musiclens.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
-from musiclens.provenance import Timer, environment
+from musiclens.fsutil import atomic_write_bytes
+from musiclens.provenance import Timer
 from musiclens.ssm.frames import chord_changes, frame_hop
 from musiclens.ssm.novelty import NoveltyConfig, boundary_times, foote_novelty, score_boundaries
 from musiclens.ssm.ssm import (CORRELATIONS, REFERENCE_SSMS, ReferenceContext, cosine_ssm, layer_frames,
@@ -49,24 +49,6 @@ NOVELTY_COLUMNS: tuple[str, ...] = ("network", "clip", "source", "kind", "f_meas
                                     "n_reference", "n_estimated")
 DEFAULT_REFERENCES: tuple[str, ...] = ("chroma", "mfcc", "onset_strength", "tempogram", "same_chord",
                                        "same_beat_position")
-
-
-def _write_table(folder: Path, stem: str, df: pd.DataFrame, parquet: bool = True) -> list[Path]:
-    paths = [atomic_write_text(folder / f"{stem}.csv", df.to_csv(index=False, float_format="%.10g"))]
-    if parquet:
-        buf = io.BytesIO()
-        try:
-            df.to_parquet(buf, index=False)
-            paths.append(atomic_write_bytes(folder / f"{stem}.parquet", buf.getvalue()))
-        except ImportError:
-            logger.warning("pyarrow is not installed: %s.parquet not written (pip install pyarrow)", stem)
-    return paths
-
-
-def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return buf.getvalue()
 
 
 @dataclass
@@ -111,17 +93,17 @@ class SSMResult:
         ``ssm_novelty_summary.csv`` and ``ssm_matrices.npz`` (kept clips) atomically."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = _write_table(folder, "ssm", self.table)
-        paths += _write_table(folder, "ssm_novelty", self.novelty)
-        paths += _write_table(folder, "ssm_summary", self.summary, parquet=False)
-        paths += _write_table(folder, "ssm_novelty_summary", self.novelty_summary, parquet=False)
+        paths = write_table(folder, "ssm", self.table)
+        paths += write_table(folder, "ssm_novelty", self.novelty)
+        paths += write_table(folder, "ssm_summary", self.summary, parquet=False)
+        paths += write_table(folder, "ssm_novelty_summary", self.novelty_summary, parquet=False)
         arrays: dict[str, np.ndarray] = {}
         for clip, mats in self.ssms.items():
             arrays.update({f"{clip}/ssm/{k}": v.astype(np.float32) for k, v in mats.items()})
             arrays.update({f"{clip}/novelty/{k}": v for k, v in self.novelty_curves.get(clip, {}).items()})
             arrays[f"{clip}/frame_times"] = self.frame_times[clip]
             arrays[f"{clip}/chord_changes"] = self.chord_changes.get(clip, np.zeros(0))
-        paths.append(atomic_write_bytes(folder / "ssm_matrices.npz", _npz(arrays)))
+        paths.append(atomic_write_bytes(folder / "ssm_matrices.npz", npz_bytes(arrays)))
         return paths
 
 
@@ -321,39 +303,11 @@ def ssm_to_folder(
     figures: bool = True,
     **kwargs: Any,
 ) -> SSMResult:
-    """Run :func:`ssm_analysis` on the first ``n_clips`` of a corpus; write tables, figures, manifest.
+    """Run :func:`ssm_analysis` on the first ``n_clips`` of a corpus; write tables, figures, manifest
+    (:func:`~musiclens.analysis_io.clips_to_folder`).
 
     ``kwargs`` go to :func:`ssm_analysis` (``layers``, ``references``, ``novelty``...).
     """
-    from musiclens.attention.clips import corpus_clips
-
-    timer = Timer()
-    out = Path(out)
-    with timer("load"):
-        clips = corpus_clips(corpus, n_clips=n_clips, crop_s=crop_s, start_s=start_s)
-    result = ssm_analysis(clips=clips, model=model, **kwargs)
-    with timer("write_tables"):
-        written = result.save(out)
-    if figures:
-        from musiclens.ssm.plots import save_figures
-
-        with timer("figures"):
-            written += save_figures(result, out)
-    manifest = {
-        "command": "ssm", "config": {**result.config, "n_clips": n_clips, "crop_s": crop_s, "start_s": start_s},
-        "inputs": {"model": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
-                   "corpus": str(corpus), "corpus_hash": _corpus_hash(corpus)},
-        "outputs": sorted(p.name for p in written), "timings_s": {**result.timings, **timer.seconds},
-        "environment": environment(),
-    }
-    atomic_write_json(out / "manifest.json", manifest)
-    return result
-
-
-def _corpus_hash(corpus: str | os.PathLike[str]) -> str | None:
-    import json
-
-    try:
-        return str(json.loads((Path(corpus) / "corpus.json").read_text())["content_hash"])
-    except (OSError, KeyError, ValueError):
-        return None
+    return clips_to_folder(ssm_analysis, command="ssm", figures_module="musiclens.ssm.plots", model=model,
+                           corpus=corpus, out=out, n_clips=n_clips, crop_s=crop_s, start_s=start_s, figures=figures,
+                           **kwargs)

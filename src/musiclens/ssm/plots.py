@@ -11,16 +11,13 @@ Each returns a :class:`matplotlib.figure.Figure`; :func:`save_figures` writes PN
 
 from __future__ import annotations
 
-import io
-import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from musiclens.errors import ConfigError
-from musiclens.fsutil import atomic_write_bytes
+from musiclens.plotting import kept_clip, label_layer_axes, per_clip_figures, pyplot, save_pngs, time_extent
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,30 +26,14 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_ssm_grid", "plot_novelty", "plot_ssm_profiles", "save_figures"]
 
-logger = logging.getLogger(__name__)
-
-
-def _pyplot():  # noqa: ANN202 - matplotlib module
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def _clip(result: SSMResult, clip: str | None) -> str:
-    if not result.ssms:
-        raise ConfigError("the result kept no clips (keep=0); rerun with keep >= 1 to plot SSMs")
-    clip = clip or next(iter(result.ssms))
-    if clip not in result.ssms:
-        raise ConfigError(f"clip {clip!r} was not kept; kept clips: {list(result.ssms)}")
-    return clip
+    return kept_clip(result.ssms, clip or None, what="SSMs")
 
 
 def plot_ssm_grid(result: SSMResult, *, clip: str | None = None, cmap: str = "viridis") -> Figure:
     """Layer SSMs (first) and reference SSMs of one kept clip."""
-    plt = _pyplot()
+    plt = pyplot()
     clip = _clip(result, clip)
     mats = result.ssms[clip]
     times = result.frame_times[clip]
@@ -61,8 +42,7 @@ def plot_ssm_grid(result: SSMResult, *, clip: str | None = None, cmap: str = "vi
     cols = min(5, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
-    hop = float(np.median(np.diff(times))) if times.size > 1 else 1.0
-    extent = (times[0] - hop / 2, times[-1] + hop / 2, times[-1] + hop / 2, times[0] - hop / 2)
+    extent = time_extent(times)
     for k, ax in enumerate(axes.ravel()):
         if k >= len(names):
             ax.axis("off")
@@ -84,7 +64,7 @@ def plot_ssm_grid(result: SSMResult, *, clip: str | None = None, cmap: str = "vi
 
 def plot_novelty(result: SSMResult, *, clip: str | None = None) -> Figure:
     """Foote novelty curves of one kept clip (normalised per curve), chord changes dashed."""
-    plt = _pyplot()
+    plt = pyplot()
     clip = _clip(result, clip)
     curves = result.novelty_curves.get(clip, {})
     times = result.frame_times[clip]
@@ -106,7 +86,7 @@ def plot_novelty(result: SSMResult, *, clip: str | None = None) -> Figure:
 
 def plot_ssm_profiles(result: SSMResult, *, method: str | None = None) -> Figure:
     """Mean correlation per layer and reference (``method``), and boundary F per layer."""
-    plt = _pyplot()
+    plt = pyplot()
     method = method or result.config["methods"][0]
     s = result.summary[result.summary["method"] == method]
     layers = list(result.config["layers"])
@@ -123,10 +103,7 @@ def plot_ssm_profiles(result: SSMResult, *, method: str | None = None) -> Figure
         for k, (_, r) in enumerate(n[n["kind"] == "reference"].iterrows()):
             ax2.axhline(float(r["f_measure"]), ls=("--", ":", "-.")[k % 3], lw=1.2, label=r["source"], color=f"C{k + 1}")
     ax2.set_ylabel(f"chord-change F (±{result.config['novelty']['window_s']:g} s)")
-    for ax in (ax1, ax2):
-        ax.set_xticks(x)
-        ax.set_xticklabels(layers, rotation=60, fontsize=7)
-        ax.legend(fontsize=7)
+    label_layer_axes((ax1, ax2), layers)
     fig.suptitle(f"{result.config['network']}: what the layer SSMs resemble (mean over clips)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -134,18 +111,8 @@ def plot_ssm_profiles(result: SSMResult, *, method: str | None = None) -> Figure
 
 def save_figures(result: SSMResult, folder: str | Path) -> list[Path]:
     """Write ``ssm_profiles.png`` and, per kept clip, ``ssm_grid_<clip>.png`` and ``ssm_novelty_<clip>.png``."""
-    plt = _pyplot()
-    folder = Path(folder)
-    figures = {"ssm_profiles.png": plot_ssm_profiles(result)}
-    for clip in result.ssms:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in clip)
-        figures[f"ssm_grid_{safe}.png"] = plot_ssm_grid(result, clip=clip)
-        figures[f"ssm_novelty_{safe}.png"] = plot_novelty(result, clip=clip)
-    paths = []
-    for name, fig in figures.items():
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        paths.append(atomic_write_bytes(folder / name, buf.getvalue()))
-    logger.info("wrote %d figures to %s", len(paths), folder)
-    return paths
+    return save_pngs({"ssm_profiles.png": plot_ssm_profiles(result),
+                      **per_clip_figures(result.ssms, {
+                          "ssm_grid": lambda clip: plot_ssm_grid(result, clip=clip),
+                          "ssm_novelty": lambda clip: plot_novelty(result, clip=clip)})},
+                     folder, dpi=110)

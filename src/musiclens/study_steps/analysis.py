@@ -8,7 +8,6 @@ table ``RUN_DIR/<step>/<step>.csv`` that the report reads.
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import pandas as pd
 
 from musiclens.errors import AnalysisError, ConfigError
-from musiclens.fsutil import atomic_write_bytes
 from musiclens.study import STEPS, network_model
 from musiclens.study_steps.corpora import corpus_dir
 
@@ -30,12 +28,11 @@ _FEATURES = ("cqt", "chroma", "mfcc", "logmel")
 
 def write_combined(folder: Path, name: str, tables: list[pd.DataFrame]) -> list[str]:
     """Concatenate per-network tables into ``folder/name.csv`` and ``.parquet`` (atomic)."""
-    table = pd.concat([t for t in tables if t is not None and not t.empty], ignore_index=True) if tables else pd.DataFrame()
-    atomic_write_bytes(folder / f"{name}.csv", table.to_csv(index=False, float_format="%.10g").encode())
-    buf = io.BytesIO()
-    table.to_parquet(buf, index=False)
-    atomic_write_bytes(folder / f"{name}.parquet", buf.getvalue())
-    return [f"{folder.name}/{name}.csv", f"{folder.name}/{name}.parquet"]
+    from musiclens.analysis_io import write_table
+
+    kept = [t for t in tables if t is not None and not t.empty]
+    table = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+    return [f"{folder.name}/{p.name}" for p in write_table(folder, name, table)]
 
 
 def _networks(study: dict[str, Any], section: str, *, transformers_only: bool) -> list[str]:

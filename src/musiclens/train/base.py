@@ -123,7 +123,7 @@ class Backbone(nn.Module, ABC):
     """A network that turns waveforms into per-layer hidden states.
 
     Subclasses set :attr:`family` (their name in ``MODELS``) and keep their dataclass config in
-    :attr:`config`.  They expose ``musiclens_layers`` (``{"layer_00": submodule path, ...}``)
+    :attr:`config` (whose ``sample_rate`` field is :attr:`sample_rate` unless they override it).  They expose ``musiclens_layers`` (``{"layer_00": submodule path, ...}``)
     and ``extract_forward`` so checkpoints load as extractors (:mod:`musiclens.extract.checkpoint`).
     """
 
@@ -131,9 +131,9 @@ class Backbone(nn.Module, ABC):
     config: Any
 
     @property
-    @abstractmethod
     def sample_rate(self) -> int:
-        """Input rate, Hz."""
+        """Input rate, Hz (default: the config's ``sample_rate``)."""
+        return int(self.config.sample_rate)
 
     @property
     @abstractmethod

@@ -27,13 +27,28 @@ from torch import nn
 
 from musiclens.errors import ConfigError
 
-__all__ = ["MelConfig", "LogMel", "CQTConfig", "CQTTarget", "power_to_db"]
+__all__ = ["MelFields", "MelConfig", "LogMel", "CQTConfig", "CQTTarget", "power_to_db"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class MelConfig:
+class MelFields:
+    """The leading log-mel fields and the group's defaults (PAPERS 2.2), shared by :class:`MelConfig`
+    and the configs of backbones with a log-mel front end (``ViT1DConfig``), so both keep one set
+    of defaults.  Documented in :class:`MelConfig`.
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop_length: int = 512
+    f_min: float = 0.0
+    f_max: float | None = 11025.0
+    n_mels: int = 128
+
+
+@dataclass(frozen=True)
+class MelConfig(MelFields):
     """Log-mel parameters; the defaults are the group's (PAPERS 2.2).
 
     Attributes
@@ -65,12 +80,6 @@ class MelConfig:
         Centred frames (frame ``j`` is centred on sample ``j * hop_length``) and the padding mode.
     """
 
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop_length: int = 512
-    f_min: float = 0.0
-    f_max: float | None = 11025.0
-    n_mels: int = 128
     mel_scale: str = "slaney"
     mel_norm: str | None = None
     normalized: bool = True

@@ -229,10 +229,6 @@ class HFBackbone(Backbone):
 
     # ------------------------------------------------------------------ geometry
     @property
-    def sample_rate(self) -> int:
-        return int(self.config.sample_rate)
-
-    @property
     def hop(self) -> int:
         """Samples per frame (product of the conv strides)."""
         return int(math.prod(self.config.conv_stride))

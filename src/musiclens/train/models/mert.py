@@ -165,10 +165,6 @@ class MERT(Backbone):
                                  **{f"layer_{i + 1:02d}": f"hf.encoder.layers.{i}" for i in range(n)}}
 
     @property
-    def sample_rate(self) -> int:
-        return int(self.config.sample_rate)
-
-    @property
     def frame_rate_hz(self) -> float:
         return self.config.sample_rate / self.config.hop_length
 

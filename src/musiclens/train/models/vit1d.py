@@ -30,19 +30,20 @@ from torch import nn
 from musiclens.errors import ConfigError
 from musiclens.extract.checkpoint import MODELS
 from musiclens.train.base import Backbone, BackboneOutput, config_from_dict
-from musiclens.train.models.frontends import LogMel, MelConfig
+from musiclens.train.models.frontends import LogMel, MelConfig, MelFields
 
 __all__ = ["ViT1DConfig", "ViT1D", "VIT1D_PRESETS", "build_vit1d"]
 
 
 @dataclass(frozen=True)
-class ViT1DConfig:
+class ViT1DConfig(MelFields):
     """ViT-1D hyperparameters.
 
     Attributes
     ----------
     sample_rate, n_fft, hop_length, f_min, f_max, n_mels, top_db
-        The log-mel front end (:class:`~musiclens.train.models.frontends.MelConfig`; group defaults).
+        The log-mel front end (:class:`~musiclens.train.models.frontends.MelConfig`; group defaults,
+        the first six inherited from :class:`~musiclens.train.models.frontends.MelFields`).
     input_scale
         Tokens are ``dB * input_scale`` before the projection (0.05: dB / 20, so about [-5, 2]).
     dim, depth, heads
@@ -65,12 +66,6 @@ class ViT1DConfig:
         RoPE frequency base.
     """
 
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop_length: int = 512
-    f_min: float = 0.0
-    f_max: float | None = 11025.0
-    n_mels: int = 128
     top_db: float | None = 100.0
     input_scale: float = 0.05
     dim: int = 192
@@ -259,10 +254,6 @@ class ViT1D(Backbone):
             nn.init.normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.config.sample_rate)
 
     @property
     def frame_rate_hz(self) -> float:

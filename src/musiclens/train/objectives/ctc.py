@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from musiclens.errors import ConfigError, TrainingError
-from musiclens.train.base import Backbone, DataSpec, Objective, OBJECTIVES, config_from_dict
-from musiclens.train.objectives.wav2vec2 import objective_backbone
+from musiclens.train.base import Backbone, DataSpec, Objective
+from musiclens.train.objectives._common import batch_audio, build_objective, register_objective, check_layer, seeded_heads
 
 __all__ = ["CTCOptions", "CTCObjective", "build_ctc", "edit_distance", "greedy_decode", "phoneme_error_rate",
            "ESPEAK_EN_PHONEMES", "BLANK"]
@@ -119,12 +119,9 @@ class CTCObjective(Objective):
     def __init__(self, backbone: Backbone, options: CTCOptions, *, seed: int = 0) -> None:
         super().__init__(backbone)
         self.options = options
-        n = int(backbone.n_layers) + 1
-        if not -n <= options.layer < n:
-            raise ConfigError(f"layer {options.layer} does not exist: the backbone has hidden states 0..{n - 1}")
+        check_layer(backbone, options.layer)
         self.index = {p: i + 1 for i, p in enumerate(options.vocabulary)}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed) + 1)
+        with seeded_heads(seed):
             self.head = nn.Linear(backbone.hidden_size, len(options.vocabulary) + 1)
 
     def data_spec(self) -> DataSpec:
@@ -143,9 +140,7 @@ class CTCObjective(Objective):
         return [self.options.vocabulary[i - 1] for i in indices if i != BLANK]
 
     def _forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        audio = batch["audio"]
-        if audio.ndim != 2:
-            raise TrainingError(f"objective 'ctc' takes audio [batch, n_samples], got {tuple(audio.shape)}")
+        audio = batch_audio(batch, objective="ctc")
         h = self.backbone(audio).frames(self.options.layer)
         log_probs = F.log_softmax(self.head(h).float(), dim=-1)
         n = log_probs.shape[1]
@@ -189,13 +184,9 @@ class CTCObjective(Objective):
 
 def build_ctc(options: Mapping[str, Any], model: Mapping[str, Any], *,
               seed: int = 0) -> CTCObjective:
-    """The ``ctc`` objective from its options and the ``model`` section (default: tiny wav2vec2).
-
-    ``seed`` draws the backbone's random initialisation and the heads (the engine passes the run seed).
-    """
-    opts = config_from_dict(CTCOptions, options, where="objective 'ctc' options")
-    return CTCObjective(objective_backbone(model, seed=seed), opts, seed=seed)
+    """The ``ctc`` objective from its options and the ``model`` section (default: tiny wav2vec2;
+    see :func:`~musiclens.train.objectives._common.build_objective`)."""
+    return build_objective(CTCObjective, CTCOptions, options, model, seed=seed)
 
 
-if "ctc" not in OBJECTIVES:
-    OBJECTIVES.register("ctc", build_ctc, help="CTC phoneme recognition (speech control)")
+register_objective("ctc", build_ctc, help="CTC phoneme recognition (speech control)")

@@ -47,8 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from musiclens.errors import ConfigError, TrainingError
-from musiclens.train.base import Backbone, DataSpec, Objective, OBJECTIVES, config_from_dict
-from musiclens.train.objectives.wav2vec2 import objective_backbone, span_mask, valid_frames
+from musiclens.train.base import Backbone, DataSpec, Objective
+from musiclens.train.objectives._common import build_objective, register_objective, masked_frames, seeded_heads
 
 __all__ = ["Data2VecOptions", "Data2VecObjective", "build_data2vec", "ema_decay_at", "instance_norm_time"]
 
@@ -146,8 +146,7 @@ class Data2VecObjective(Objective):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.teacher.eval()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed) + 1)
+        with seeded_heads(seed):
             self.regression_head = nn.Linear(backbone.hidden_size, backbone.hidden_size)
         prefix = getattr(backbone, "transformer_prefix", None) if options.ema_transformer_only else None
         self._ema_prefix: str | None = prefix
@@ -215,13 +214,8 @@ class Data2VecObjective(Objective):
 
     def training_loss(self, batch: Mapping[str, Any], *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         o = self.options
-        audio = batch["audio"]
-        if audio.ndim != 2:
-            raise TrainingError(f"objective 'data2vec' takes audio [batch, n_samples], got {tuple(audio.shape)}")
-        n = self.backbone.n_frames(audio.shape[1])
-        valid = valid_frames(self.backbone, batch, n)
-        mask = span_mask(valid, mask_prob=o.mask_prob, mask_length=o.mask_length, min_masks=o.min_masks,
-                         generator=generator)
+        audio, _, mask = masked_frames(self.backbone, batch, objective="data2vec", mask_prob=o.mask_prob,
+                                       mask_length=o.mask_length, min_masks=o.min_masks, generator=generator)
         student = self.backbone(audio, frame_mask=mask)
         last = student.extras.get("last_hidden_state")
         pred = self.regression_head(last[:, student.n_special:] if last is not None else student.frames(-1))
@@ -242,13 +236,9 @@ class Data2VecObjective(Objective):
 
 def build_data2vec(options: Mapping[str, Any], model: Mapping[str, Any], *,
                    seed: int = 0) -> Data2VecObjective:
-    """The ``data2vec`` objective from its options and the ``model`` section (default: tiny wav2vec2).
-
-    ``seed`` draws the backbone's random initialisation and the heads (the engine passes the run seed).
-    """
-    opts = config_from_dict(Data2VecOptions, options, where="objective 'data2vec' options")
-    return Data2VecObjective(objective_backbone(model, seed=seed), opts, seed=seed)
+    """The ``data2vec`` objective from its options and the ``model`` section (default: tiny wav2vec2;
+    see :func:`~musiclens.train.objectives._common.build_objective`)."""
+    return build_objective(Data2VecObjective, Data2VecOptions, options, model, seed=seed)
 
 
-if "data2vec" not in OBJECTIVES:
-    OBJECTIVES.register("data2vec", build_data2vec, help="data2vec masked regression onto an EMA teacher")
+register_objective("data2vec", build_data2vec, help="data2vec masked regression onto an EMA teacher")

@@ -49,6 +49,7 @@ from torch import nn
 from musiclens.errors import ConfigError, TrainingError
 from musiclens.registry import Registry
 from musiclens.train.base import OBJECTIVES, Backbone, DataSpec, Objective, config_from_dict
+from musiclens.train.objectives._common import seeded_heads
 from musiclens.train.models.frontends import CQTConfig, CQTTarget
 
 __all__ = ["MERTOptions", "MERTObjective", "span_mask", "expected_mask_fraction", "mix_in_batch", "TEACHERS",
@@ -599,8 +600,7 @@ def build_mert_objective(options: Mapping[str, Any], model: Mapping[str, Any], *
     opts = config_from_dict(MERTOptions, options, where="objective 'mert' options")
     model = dict(model or {}) or {"family": "mert", "config": dict(MERT_PRESETS["tiny"])}
     backbone = build_backbone(model, seed=seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed) + 1)
+    with seeded_heads(seed):
         return MERTObjective(backbone, opts)
 
 

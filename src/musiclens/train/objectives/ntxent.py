@@ -30,6 +30,7 @@ from torch import nn
 
 from musiclens.errors import ConfigError
 from musiclens.train.base import OBJECTIVES, Backbone, DataSpec, Objective, config_from_dict
+from musiclens.train.objectives._common import seeded_heads
 
 __all__ = ["NTXentOptions", "NTXentObjective", "nt_xent", "augment_waveforms", "build_ntxent"]
 
@@ -216,8 +217,7 @@ def build_ntxent(options: Mapping[str, Any], model: Mapping[str, Any], *, seed: 
     opts = config_from_dict(NTXentOptions, options, where="objective 'ntxent' options")
     model = dict(model or {}) or {"family": "vit1d", "config": dict(VIT1D_PRESETS["test"])}
     backbone = build_backbone(model, seed=seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed) + 1)
+    with seeded_heads(seed):
         return NTXentObjective(backbone, opts)
 
 

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from musiclens.errors import ConfigError, TrainingError
-from musiclens.train.base import Backbone, DataSpec, Objective, OBJECTIVES, config_from_dict
-from musiclens.train.objectives.wav2vec2 import objective_backbone
+from musiclens.train.base import Backbone, DataSpec, Objective
+from musiclens.train.objectives._common import build_objective, register_objective, check_layer, seeded_heads
 
 __all__ = ["TranscriptionOptions", "TranscriptionObjective", "build_transcription", "roll_to_notes",
            "frame_scores", "note_scores", "key_to_hz", "align_frames", "N_KEYS", "LOWEST_MIDI"]
@@ -254,11 +254,8 @@ class TranscriptionObjective(Objective):
     def __init__(self, backbone: Backbone, options: TranscriptionOptions, *, seed: int = 0) -> None:
         super().__init__(backbone)
         self.options = options
-        n = int(backbone.n_layers) + 1
-        if not -n <= options.layer < n:
-            raise ConfigError(f"layer {options.layer} does not exist: the backbone has hidden states 0..{n - 1}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed) + 1)
+        check_layer(backbone, options.layer)
+        with seeded_heads(seed):
             self.frame_head = _head(backbone.hidden_size, options)
             self.onset_head = _head(backbone.hidden_size, options) if options.onset_head else None
 
@@ -345,13 +342,9 @@ class TranscriptionObjective(Objective):
 def build_transcription(options: Mapping[str, Any], model: Mapping[str, Any], *,
                         seed: int = 0) -> TranscriptionObjective:
     """The ``transcription`` objective from its options and the ``model`` section (default: tiny wav2vec2;
-    fine-tuning sets ``model.init_from`` to a saved backbone).
-
-    ``seed`` draws the backbone's random initialisation and the heads (the engine passes the run seed).
-    """
-    opts = config_from_dict(TranscriptionOptions, options, where="objective 'transcription' options")
-    return TranscriptionObjective(objective_backbone(model, seed=seed), opts, seed=seed)
+    fine-tuning sets ``model.init_from`` to a saved backbone;
+    see :func:`~musiclens.train.objectives._common.build_objective`)."""
+    return build_objective(TranscriptionObjective, TranscriptionOptions, options, model, seed=seed)
 
 
-if "transcription" not in OBJECTIVES:
-    OBJECTIVES.register("transcription", build_transcription, help="frame-level 88-key transcription (BCE)")
+register_objective("transcription", build_transcription, help="frame-level 88-key transcription (BCE)")

@@ -26,17 +26,17 @@ Only the ``wav2vec2`` backbone family has these heads; any other family is a
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from musiclens.errors import ConfigError, TrainingError
-from musiclens.train.base import Backbone, DataSpec, Objective, OBJECTIVES, config_from_dict
+from musiclens.train.base import Backbone, DataSpec, Objective, config_from_dict
+from musiclens.train.objectives._common import (masked_frames, objective_backbone, register_objective, seeded_heads,
+                                                seeded_numpy, span_mask, valid_frames)
 
 __all__ = ["Wav2Vec2Options", "Wav2Vec2Objective", "build_wav2vec2", "seeded_numpy", "span_mask",
            "valid_frames", "objective_backbone"]
@@ -44,74 +44,6 @@ __all__ = ["Wav2Vec2Options", "Wav2Vec2Objective", "build_wav2vec2", "seeded_num
 logger = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------------- shared helpers
-@contextlib.contextmanager
-def seeded_numpy(generator: torch.Generator | None) -> Iterator[int]:
-    """Seed NumPy's global RNG from ``generator`` (or torch's global RNG) for the block, then restore it.
-
-    transformers' mask and negative samplers draw from ``np.random``; this makes them a function
-    of the torch randomness the engine reseeds per step.  Yields the NumPy seed used.
-    """
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield seed
-    finally:
-        np.random.set_state(state)
-
-
-def valid_frames(backbone: Backbone, batch: Mapping[str, Any], n_frames: int) -> torch.Tensor:
-    """``[batch, n_frames]`` bool, True for frames inside each clip's ``lengths`` (all True without lengths)."""
-    audio = batch["audio"]
-    b = audio.shape[0]
-    lengths = batch.get("lengths")
-    if lengths is None:
-        return torch.ones(b, n_frames, dtype=torch.bool, device=audio.device)
-    counts = torch.tensor([min(n_frames, backbone.n_frames(int(n))) for n in lengths], device=audio.device)
-    return torch.arange(n_frames, device=audio.device)[None, :] < counts[:, None]
-
-
-def span_mask(valid: torch.Tensor, *, mask_prob: float, mask_length: int, min_masks: int = 2,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Span mask ``[batch, n_frames]`` bool over the valid frames (transformers' ``_compute_mask_indices``).
-
-    Parameters
-    ----------
-    valid
-        ``[batch, n_frames]`` bool, True for real (not padding) frames.
-    mask_prob
-        Fraction of frames chosen as span starts times ``mask_length`` (so roughly the masked
-        fraction before overlaps), as in wav2vec 2.0 / data2vec.
-    mask_length
-        Span length, frames.
-    min_masks
-        Fewest spans per clip.
-    generator
-        Seeds NumPy for the draw (see :func:`seeded_numpy`).
-    """
-    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
-
-    b, n = valid.shape
-    if n <= mask_length:
-        raise TrainingError(f"clips of {n} frames are too short for mask spans of {mask_length} frames; "
-                            "use longer crops or a smaller mask_length")
-    with seeded_numpy(generator):
-        mask = _compute_mask_indices((b, n), mask_prob=mask_prob, mask_length=mask_length,
-                                     attention_mask=valid.long().cpu(), min_masks=min_masks)
-    return torch.from_numpy(mask).to(device=valid.device, dtype=torch.bool) & valid
-
-
-def objective_backbone(model: Mapping[str, Any] | None, *, seed: int) -> Backbone:
-    """``build_backbone(model or {"family": "wav2vec2"}, seed=seed)`` (the tiny wav2vec2 default)."""
-    from musiclens.train.models import build_backbone
-
-    model = dict(model or {})
-    model.setdefault("family", "wav2vec2")
-    return build_backbone(model, seed=seed)
-
-
-# ---------------------------------------------------------------------- the objective
 @dataclass
 class Wav2Vec2Options:
     """Options of the ``wav2vec2`` objective.
@@ -199,8 +131,7 @@ class Wav2Vec2Objective(Objective):
                   feat_quantizer_dropout=options.feat_quantizer_dropout)
         config = type(backbone.model.config)(**{k: v for k, v in hf.items() if k not in (
             "transformers_version", "architectures", "_name_or_path", "model_type")})
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed) + 1)
+        with seeded_heads(seed):
             pretraining = Wav2Vec2ForPreTraining(config)
         pretraining.wav2vec2 = backbone.model            # the backbone's weights are the ones trained
         self.quantizer = pretraining.quantizer
@@ -226,13 +157,9 @@ class Wav2Vec2Objective(Objective):
         from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
 
         o = self.options
-        audio = batch["audio"]
-        if audio.ndim != 2:
-            raise TrainingError(f"objective 'wav2vec2' takes audio [batch, n_samples], got {tuple(audio.shape)}")
-        n = self.backbone.n_frames(audio.shape[1])
-        valid = valid_frames(self.backbone, batch, n)
-        mask = span_mask(valid, mask_prob=o.mask_prob, mask_length=o.mask_length, min_masks=o.min_masks,
-                         generator=generator)
+        audio, valid, mask = masked_frames(self.backbone, batch, objective="wav2vec2", mask_prob=o.mask_prob,
+                                           mask_length=o.mask_length, min_masks=o.min_masks, generator=generator)
+        n = valid.shape[1]
         if int(valid.sum(dim=1).min()) < 2:
             raise TrainingError("a clip has fewer than 2 valid frames: no negatives can be drawn; use longer crops")
         with seeded_numpy(generator):
@@ -263,5 +190,4 @@ def build_wav2vec2(options: Mapping[str, Any], model: Mapping[str, Any], *,
     return Wav2Vec2Objective(objective_backbone(model, seed=seed), opts, seed=seed)
 
 
-if "wav2vec2" not in OBJECTIVES:
-    OBJECTIVES.register("wav2vec2", build_wav2vec2, help="wav2vec 2.0 contrastive + diversity loss")
+register_objective("wav2vec2", build_wav2vec2, help="wav2vec 2.0 contrastive + diversity loss")
