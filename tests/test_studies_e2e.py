@@ -126,3 +126,12 @@ def test_study_scales_and_errors() -> None:
         load_study({"networks": {"n": {"trained": "nope"}}})
     with pytest.raises(ConfigError, match="neither an entry of 'corpora'"):
         load_study({"training": {"a": {"objective": "ntxent", "data": {"train": ["missing-corpus"]}}}})
+
+
+def test_attention_defaults_to_transformer_networks() -> None:
+    from musiclens.study_steps.analysis import _networks
+
+    study = {"attention": {"networks": None}, "ssm": {"networks": ["a"]},
+             "networks": {"a": {"model": "cqt"}, "b": {"model": "checkpoint", "trained": "x"}, "c": {"model": "wav2vec2"}}}
+    assert _networks(study, "attention", transformers_only=True) == ["b", "c"]
+    assert _networks(study, "ssm", transformers_only=False) == ["a"]

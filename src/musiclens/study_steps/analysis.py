@@ -22,8 +22,9 @@ __all__ = ["write_combined"]
 
 logger = logging.getLogger(__name__)
 
-#: Hand-crafted features that have no attention maps.
-_FEATURES = ("cqt", "chroma", "mfcc", "logmel")
+#: Extractor names whose networks are transformers with attention maps (musiclens-trained
+#: backbones, ``trained:`` networks, are transformers too).
+_ATTENTION_MODELS = ("wav2vec2", "data2vec-audio", "hubert", "ast", "whisper", "mert", "hf")
 
 
 def write_combined(folder: Path, name: str, tables: list[pd.DataFrame]) -> list[str]:
@@ -36,19 +37,12 @@ def write_combined(folder: Path, name: str, tables: list[pd.DataFrame]) -> list[
 
 
 def _networks(study: dict[str, Any], section: str, *, transformers_only: bool) -> list[str]:
+    """The section's ``networks``, or by default every network (every transformer for attention)."""
     chosen = study[section].get("networks")
     if chosen:
         return list(chosen)
-    names = []
-    for name, net in study["networks"].items():
-        if transformers_only and not net.get("trained") and str(net["model"]) not in ("wav2vec2", "data2vec-audio",
-                                                                                        "hubert", "ast", "whisper",
-                                                                                        "mert", "hf"):
-            continue
-        if str(net["model"]) in _FEATURES and transformers_only:
-            continue
-        names.append(name)
-    return names
+    return [name for name, net in study["networks"].items()
+            if not transformers_only or net.get("trained") or str(net["model"]) in _ATTENTION_MODELS]
 
 
 def _build(study: dict[str, Any], run_dir: Path, name: str) -> Any:
