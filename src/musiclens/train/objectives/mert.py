@@ -35,6 +35,7 @@ Frame alignment: teacher features and the CQT use centred frames (frame ``i`` ce
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -293,7 +294,7 @@ class FrameFeatures(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------- teachers
-class Teacher(nn.Module):
+class Teacher(nn.Module, ABC):
     """A frozen source of discrete frame codes.
 
     Attributes: ``codebook_sizes`` (one per codebook), ``offset_frames`` (centre of code frame 0
@@ -310,8 +311,9 @@ class Teacher(nn.Module):
     def fitted(self) -> bool:
         return True
 
+    @abstractmethod
     def codes(self, waveforms: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Codes ``[batch, n_code_frames, n_codebooks]`` (int64) of ``waveforms`` ``[batch, n_samples]``."""
 
     def train(self, mode: bool = True) -> Teacher:  # teachers stay frozen
         return super().train(False)
