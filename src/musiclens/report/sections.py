@@ -82,8 +82,15 @@ def network_figures(root: Path, *, pattern: str = "*.png") -> list[str]:
         figs = sorted(net_dir.glob(pattern))
         if figs:
             out.append(f"<h3>{html.escape(net_dir.name)}</h3>")
-            out.extend(img_html(f, f"{net_dir.name}: {f.stem.replace('_', ' ')}") for f in figs)
+            out.extend(img_html(f, f"{net_dir.name}: {_figure_label(f, net_dir)}") for f in figs)
     return out
+
+
+def _figure_label(path: Path, root: Path) -> str:
+    """``"probe profile pitch (notes-cls)"``: the file's stem, plus its sub-folders below the network's."""
+    label = path.stem.replace("_", " ")
+    parts = [p for p in path.relative_to(root).parent.parts if p != "figures"]
+    return f"{label} ({'/'.join(parts)})" if parts else label
 
 
 def summary_section(ctx: ReportContext, *, folder: str, table: str, title: str, note: str,

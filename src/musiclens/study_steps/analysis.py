@@ -148,7 +148,7 @@ def _probe_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     tables, weights = [], []
     for name in names:
         extractor = _build(study, run_dir, name)
-        results: list[ProbeResult] = []
+        results: dict[str, ProbeResult] = {}  # part name (folder under probe/<network>/) -> result
         if notes is not None:
             act = extract_activations(extractor, notes.audio, sample_rate=notes.sample_rate,
                                       stimulus_ids=list(notes.metadata["stimulus_id"]))
@@ -157,15 +157,15 @@ def _probe_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                 if pooling in ("cls", "cls+mean") and not has_special:
                     logger.info("probe: %s has no class token; skipping pooling %s", name, pooling)
                     continue
-                results.append(run_probes(act, tasks=note_tasks, metadata=notes.metadata, network=name,
-                                          pooling=pooling, **common))
+                results[f"notes-{pooling.replace('+', '-')}"] = run_probes(
+                    act, tasks=note_tasks, metadata=notes.metadata, network=name, pooling=pooling, **common)
         if pieces is not None:
             act = extract_activations(extractor, pieces.audio, sample_rate=pieces.sample_rate,
                                       stimulus_ids=list(pieces.metadata["stimulus_id"]))
-            results.append(run_probes(act, tasks=corpus_tasks, metadata=pieces.metadata, music_labels=labels,
-                                      network=name, **common))
-        for i, result in enumerate(results):
-            out = run_dir / "probe" / name / f"part{i}"
+            results["corpus"] = run_probes(act, tasks=corpus_tasks, metadata=pieces.metadata, music_labels=labels,
+                                           network=name, **common)
+        for part, result in results.items():
+            out = run_dir / "probe" / name / part
             result.save(out)
             save_figures(result, out)
             tables.append(result.table)
