@@ -66,5 +66,12 @@ def test_interrupted_run_resumes_with_same_numbers(tmp_path) -> None:
 
     shutil.rmtree(first / "rsa")
     (first / "report.html").unlink()
-    run_study(TINY, out=first)
+    import yaml
+
+    study_file = tmp_path / "tiny.yaml"
+    study_file.write_text(yaml.safe_dump(TINY))
+    result = CliRunner().invoke(app, ["run", str(study_file), "--out", str(first)])  # the CLI resumes it
+    assert result.exit_code == 0, result.output
+    assert f"report.html: {(first / 'report.html').resolve()}" in result.output
+    assert "Answer (computed from the results). Partial chroma tau-a" in result.output
     pd.testing.assert_frame_equal(pd.read_csv(first / "rsa" / "rsa.csv"), reference)

@@ -33,6 +33,11 @@ def run_command(
     for name in ("report.html", "report.md", "summary.csv"):
         if (run_dir / name).exists():
             typer.echo(f"  {name}: {(run_dir / name).resolve()}")
+    md = run_dir / "report.md"
+    if md.is_file():  # the answer computed from the results, as the report states it
+        answer = next((line for line in md.read_text().splitlines() if line.startswith("**Answer")), "")
+        if answer:
+            typer.echo("\n" + answer.replace("**", ""))
 
 
 def register(app: typer.Typer) -> None:
