@@ -332,6 +332,7 @@ def _rsa_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     from musiclens.fsutil import atomic_write_bytes
     from musiclens.rsa.pipeline import run_rsa
     from musiclens.rsa.plots import save_figures
+    from musiclens.rsa.rdm import undefined_patterns
     from musiclens.stimuli.stimulus_set import StimulusSet
 
     cfg = study["rsa"]
@@ -339,20 +340,17 @@ def _rsa_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     tables, skipped = [], {}
     for name in study["networks"]:
         layers, ids = load_pooled(run_dir / "features" / name)
-        if cfg["distance"] in ("correlation", "cosine"):
-            import numpy as np
-
-            # a layer whose patterns are constant across units (e.g. a 1-unit output) has no
-            # correlation/cosine RDM: leave it out, say so in the log and in steps.json
-            bad = [k for k, v in layers.items() if v.shape[1] < 2 or bool((np.ptp(v, axis=1) == 0).any())]
-            for k in bad:
-                logger.warning("rsa: %s/%s has stimulus patterns that are constant across units; its %s RDM is "
-                               "undefined, so the layer is left out", name, k, cfg["distance"])
-                layers.pop(k)
-            if bad:
-                skipped[name] = bad
-            if not layers:
-                continue
+        # a layer with patterns whose distance is undefined (e.g. a 1-unit output under the
+        # correlation distance) has no RDM: leave it out, say so in the log and in steps.json
+        bad = [k for k, v in layers.items() if undefined_patterns(v, distance=cfg["distance"]).size]
+        for k in bad:
+            logger.warning("rsa: %s/%s has stimulus patterns whose %s distance is undefined (constant or zero); "
+                           "the layer is left out", name, k, cfg["distance"])
+            layers.pop(k)
+        if bad:
+            skipped[name] = bad
+        if not layers:
+            continue
         result = run_rsa(
             layers, metadata, network=name, models=cfg["models"], method=cfg["method"], distance=cfg["distance"],
             subject=cfg["subject"], condition=cfg["condition"], stimulus_ids=ids, test=cfg["test"],

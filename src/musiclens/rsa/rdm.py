@@ -43,6 +43,7 @@ __all__ = [
     "vector_to_matrix",
     "matrix_to_vector",
     "compute_rdm",
+    "undefined_patterns",
     "crossvalidated_rdm",
     "subject_rdms",
 ]
@@ -124,12 +125,28 @@ def _check_patterns(x: np.ndarray, *, what: str) -> np.ndarray:
     return x
 
 
+def undefined_patterns(x: np.ndarray, *, distance: str) -> np.ndarray:
+    """Rows of ``x`` ``[shape=(n, dim)]`` whose ``distance`` to other patterns is undefined.
+
+    ``correlation``: patterns constant across units (zero variance, up to 1e-12 of the largest
+    value); ``cosine``: all-zero patterns; other distances: none.  Returns row indices.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if distance == "correlation":
+        centred = x - x.mean(axis=1, keepdims=True)
+        norm = np.sqrt(np.einsum("ij,ij->i", centred, centred))
+        return np.flatnonzero(norm <= 1e-12 * max(1.0, float(np.abs(x).max()) if x.size else 1.0))
+    if distance == "cosine":
+        return np.flatnonzero(np.einsum("ij,ij->i", x, x) == 0)
+    return np.zeros(0, dtype=np.int64)
+
+
 @DISTANCES.register("correlation")
 def correlation_distance(x: np.ndarray) -> np.ndarray:
     """1 - Pearson correlation between stimulus patterns ``[shape=(n, dim)]`` -> ``[n_pairs]``."""
     centred = x - x.mean(axis=1, keepdims=True)
     norm = np.sqrt(np.einsum("ij,ij->i", centred, centred))
-    flat = np.flatnonzero(norm <= 1e-12 * max(1.0, float(np.abs(x).max())))
+    flat = undefined_patterns(x, distance="correlation")
     if flat.size:
         raise AnalysisError(
             f"{flat.size} stimulus pattern(s) (rows {flat[:5].tolist()}) are constant across units, "
@@ -143,7 +160,7 @@ def correlation_distance(x: np.ndarray) -> np.ndarray:
 def cosine_distance(x: np.ndarray) -> np.ndarray:
     """1 - cosine similarity between stimulus patterns ``[shape=(n, dim)]`` -> ``[n_pairs]``."""
     norm = np.sqrt(np.einsum("ij,ij->i", x, x))
-    zero = np.flatnonzero(norm == 0)
+    zero = undefined_patterns(x, distance="cosine")
     if zero.size:
         raise AnalysisError(
             f"{zero.size} stimulus pattern(s) (rows {zero[:5].tolist()}) are all zero, so their "

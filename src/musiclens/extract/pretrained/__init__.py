@@ -99,9 +99,9 @@ def _with_common_options(name: str, build: Any) -> Any:
     """Accept :func:`musiclens.extract.runner.build_extractor`'s common options for every network.
 
     ``trust_remote_code`` is dropped (these networks run no downloaded code), so is ``batch_size``
-    for networks that run clip by clip; ``randomize`` and
-    ``device`` reach only networks that take them, and asking a network that cannot (ONNX,
-    madmom) for random weights or a GPU is an error rather than silently ignored.
+    for networks that run clip by clip; ``randomize``, ``seed`` and ``device`` reach only networks
+    that take them, and asking a network that cannot (ONNX, madmom) for random weights or a GPU
+    is an error rather than silently ignored.
     """
     import functools
     import inspect
@@ -109,13 +109,11 @@ def _with_common_options(name: str, build: Any) -> Any:
     def build_with(**options: Any) -> Any:
         from musiclens.errors import ConfigError
 
-        options.pop("trust_remote_code", None)
-        if "batch_size" in options and "batch_size" not in inspect.signature(_extractor_class(
-                {"crepe-tiny": "crepe", "crepe-full": "crepe"}.get(name, name)).__init__).parameters:
-            options.pop("batch_size")  # processes clip by clip; batching does not change results
-        target = {"crepe-tiny": "crepe", "crepe-full": "crepe"}.get(name, name)
-        cls = _extractor_class(target)
+        cls = _extractor_class({"crepe-tiny": "crepe", "crepe-full": "crepe"}.get(name, name))
         accepted = set(inspect.signature(cls.__init__).parameters)
+        options.pop("trust_remote_code", None)
+        if "batch_size" not in accepted:
+            options.pop("batch_size", None)  # processes clip by clip; batching does not change results
         for key, neutral in (("randomize", False), ("seed", None), ("device", "cpu")):
             if key in options and key not in accepted:
                 value = options.pop(key)
