@@ -66,3 +66,67 @@ def test_run_refuses_a_different_config_in_the_same_folder(tmp_path) -> None:
     other = {**TINY, "study": {"name": "tiny", "seed": 2}}
     with pytest.raises(ConfigError, match="different study configuration"):
         run_study(other, out=tmp_path / "run")
+
+
+def _seeded_study(**study):
+    return {
+        "study": {"seed": 0, **study},
+        "corpora": {"music": {"kind": "music", "n": 4}},
+        "training": {
+            "ssl": {"objective": "wav2vec2", "data": {"train": ["music"]}},
+            "ft": {"objective": "transcription", "from": "ssl", "data": {"train": ["music"]}},
+        },
+        "networks": {"cqt": {"model": "cqt"}, "ssl": {"trained": "ssl"},
+                     "random": {"trained": "ssl", "randomize": True}, "ft": {"trained": "ft"}},
+        "probes": {"networks": ["ft", "cqt"]},
+        "steps": {"run": ["stimuli"]},
+    }
+
+
+def test_seeds_expand_conditions_networks_and_analysis_lists() -> None:
+    from musiclens.study import network_groups
+
+    s = validate_study(_seeded_study(seeds=[0, 2]))
+    assert list(s["training"]) == ["ssl-s0", "ssl-s2", "ft-s0", "ft-s2"]
+    assert s["training"]["ft-s2"]["from"] == "ssl-s2" and s["training"]["ft-s2"]["seed"] == 2
+    assert s["training"]["ft-s2"]["group"] == "ft"
+    assert list(s["networks"]) == ["cqt", "ssl-s0", "ssl-s2", "random-s0", "random-s2", "ft-s0", "ft-s2"]
+    assert s["networks"]["random-s2"] == {**s["networks"]["random-s2"], "trained": "ssl-s2", "randomize": True, "seed": 2}
+    assert s["probes"]["networks"] == ["ft-s0", "ft-s2", "cqt"]
+    groups = network_groups(s)
+    assert groups["cqt"] == ("cqt", None) and groups["ft-s2"] == ("ft", 2) and groups["random-s0"] == ("random", 0)
+    # validating the expanded study again changes nothing (config.yaml of a run reloads as it is)
+    assert validate_study(s) == s
+    # without seeds nothing is renamed
+    plain = validate_study(_seeded_study())
+    assert list(plain["training"]) == ["ssl", "ft"] and "ssl" in plain["networks"]
+
+
+def test_seed_errors_name_the_problem() -> None:
+    with pytest.raises(ConfigError, match="distinct non-negative integer seeds"):
+        validate_study(_seeded_study(seeds=[0, 0]))
+    with pytest.raises(ConfigError, match="distinct non-negative integer seeds"):
+        validate_study(_seeded_study(seeds="three"))
+    raw = _seeded_study()
+    raw["training"]["ssl"]["seeds"] = [0, 1]
+    with pytest.raises(ConfigError, match="give 'ft' seeds too"):
+        validate_study(raw)
+    raw["training"]["ft"]["seeds"] = [1, 2]
+    with pytest.raises(ConfigError, match="parent 'ssl' is trained with seeds \\[0, 1\\] only"):
+        validate_study(raw)
+    raw = _seeded_study(seeds=[0, 1])
+    raw["training"]["ssl"]["seed"] = 3
+    with pytest.raises(ConfigError, match="both 'seed' and seeds"):
+        validate_study(raw)
+
+
+def test_contrasts_are_checked_before_the_first_step(tmp_path) -> None:
+    raw = _seeded_study(seeds=[0, 1])
+    raw["steps"]["run"] = ["stimuli", "contrasts"]
+    raw["contrasts"] = {"pairs": [["ft", "ssl"]], "rsa": ["partial-tau-a:chrome"]}
+    with pytest.raises(ConfigError, match="model RDM 'chrome'"):
+        run_study(raw, out=tmp_path / "run")
+    raw["contrasts"] = {"pairs": [["ft", "sssl"]], "rsa": ["partial-tau-a:chroma"]}
+    with pytest.raises(ConfigError, match="'sssl', which is not a network"):
+        run_study(raw, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

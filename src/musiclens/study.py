@@ -47,7 +47,8 @@ from musiclens.fsutil import atomic_write_json, atomic_write_text
 from musiclens.provenance import environment
 from musiclens.registry import Registry
 
-__all__ = ["load_study", "validate_study", "run_study", "apply_scale", "network_model", "STEPS", "SCHEMA",
+__all__ = ["load_study", "validate_study", "run_study", "apply_scale", "network_model", "network_groups", "seeded_name",
+           "STEPS", "STEP_CHECKS", "SCHEMA",
            "NETWORK_KEYS", "CORPUS_KEYS", "TRAINING_KEYS", "DEFAULT_STUDY"]
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ DEFAULT_STUDY = "chroma-emergence"
 
 #: Valid keys and their defaults, per section.  ``None`` means "no default; optional".
 SCHEMA: dict[str, dict[str, Any]] = {
-    "study": {"name": "notes", "question": "", "seed": 0, "scale": "quick", "description": "", "answer": "auto"},
+    "study": {"name": "notes", "question": "", "seed": 0, "seeds": None, "scale": "quick", "description": "",
+              "answer": "auto"},
     "stimuli": {
         "grid": "paper", "instruments": None, "midi": None, "velocities": None, "synth": None,
         "backend": "auto", "soundfont": None, "sample_rate": None, "duration_s": None, "hold_s": None,
@@ -81,6 +83,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "attention": {"networks": None, "corpus": None, "clips": 4, "crop_s": 4.0, "layers": None},
     "ssm": {"networks": None, "corpus": None, "clips": 4, "crop_s": 4.0, "layers": None},
+    # Paired tests between named conditions (musiclens.study_steps.contrasts): pairs of network
+    # groups, RSA statistics "STATISTIC:MODEL_RDM", probe tasks; the headline one leads the report.
+    "contrasts": {"pairs": [], "rsa": [], "probe_tasks": None, "headline": None, "n_permutations": 10000,
+                  "n_bootstraps": 5000},
     # Named overlays merged onto the study by `musiclens run --scale NAME` (e.g. quick/full).
     "scales": {},
     "steps": {"run": ["stimuli", "summary"]},
@@ -96,13 +102,14 @@ CORPUS_KEYS: dict[str, Any] = {
 #: Keys of one entry of ``training`` (the rest is a musiclens training config, see musiclens.train.config).
 TRAINING_KEYS: dict[str, Any] = {
     "objective": None, "from": None, "model": {}, "options": {}, "data": {}, "optim": {}, "trainer": {},
-    "rsa_callback": None, "export": None, "seed": None, "description": "",
+    "rsa_callback": None, "export": None, "seed": None, "seeds": None, "bar": None, "description": "",
+    "group": None,
 }
 
 #: Keys of one entry of ``networks`` (a mapping name -> entry).
 NETWORK_KEYS: dict[str, Any] = {
     "model": None, "options": {}, "layers": None, "randomize": False, "seed": 0, "batch_size": 8,
-    "description": "", "trained": None,
+    "description": "", "trained": None, "group": None,
 }
 
 _FREE_SECTIONS = {"networks": NETWORK_KEYS, "corpora": CORPUS_KEYS, "training": TRAINING_KEYS}
@@ -181,6 +188,7 @@ def validate_study(raw: Mapping[str, Any] | None) -> dict[str, Any]:
             merged = copy.deepcopy(keys)
             merged.update(entry)
             entries[name] = merged
+    _expand_seeds(out)
     for name, net in out["networks"].items():
         if net["trained"] is not None:
             if net["trained"] not in out["training"]:
@@ -211,6 +219,96 @@ def validate_study(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     for step in out["steps"]["run"]:
         if step not in STEPS:
             raise ConfigError(f"unknown study step {step!r} in steps.run; valid steps: {', '.join(STEPS.names())}")
+    return out
+
+
+def _seed_list(value: Any, where: str) -> list[int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not value or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value) or len(set(value)) != len(value):
+        raise ConfigError(f"{where} must be a non-empty list of distinct non-negative integer seeds, e.g. [0, 1, 2]; "
+                          f"got {value!r}")
+    return [int(v) for v in value]
+
+
+def seeded_name(name: str, seed: int) -> str:
+    """Name of one seed's copy of a training condition or network: ``NAME-s<seed>``."""
+    return f"{name}-s{seed}"
+
+
+def _expand_seeds(out: dict[str, Any]) -> None:
+    """Replace every training condition trained with several seeds (``seeds:`` of the condition,
+    else ``study.seeds``) by one condition per seed, ``NAME-s<seed>`` (``group: NAME``, ``seed``),
+    and every network / analysis entry that names it by one entry per seed.
+
+    ``from: PARENT`` of a seeded condition points at the parent's copy with the same seed (a
+    fine-tuned seed-1 network starts from the seed-1 pretrained one).  Idempotent: entries that
+    already carry a ``group`` are left as they are.
+    """
+    study_seeds = _seed_list(out["study"].get("seeds"), "study.seeds")
+    training = out["training"]
+    seeds: dict[str, list[int]] = {}
+    for name, cond in training.items():
+        if cond.get("group") is not None:
+            continue
+        own = _seed_list(cond.get("seeds"), f"training.{name}.seeds")
+        chosen = own if own is not None else study_seeds
+        if chosen is not None:
+            if cond.get("seed") is not None:
+                raise ConfigError(f"training.{name} sets both 'seed' and seeds ({chosen}); keep one")
+            seeds[name] = chosen
+    if not seeds:
+        return
+    expanded: dict[str, Any] = {}
+    for name, cond in training.items():
+        if name not in seeds:
+            parent = cond.get("from")
+            if parent in seeds:
+                raise ConfigError(f"training.{name} fine-tunes {parent!r}, which is trained with seeds {seeds[parent]}; "
+                                  f"give {name!r} seeds too (a subset of {seeds[parent]})")
+            expanded[name] = cond
+            continue
+        for s in seeds[name]:
+            copy_ = copy.deepcopy(cond)
+            parent = cond.get("from")
+            if parent in seeds:
+                if s not in seeds[parent]:
+                    raise ConfigError(f"training.{name} has seed {s}, but its parent {parent!r} is trained with seeds "
+                                      f"{seeds[parent]} only")
+                copy_["from"] = seeded_name(parent, s)
+            copy_.update(seed=s, seeds=None, group=name)
+            expanded[seeded_name(name, s)] = copy_
+    out["training"] = expanded
+    networks: dict[str, Any] = {}
+    renamed: dict[str, list[str]] = {}
+    for name, net in out["networks"].items():
+        cond = net.get("trained")
+        if net.get("group") is None and cond in seeds:
+            renamed[name] = []
+            for s in seeds[cond]:
+                copy_ = copy.deepcopy(net)
+                copy_.update(trained=seeded_name(cond, s), seed=s, group=name)
+                networks[seeded_name(name, s)] = copy_
+                renamed[name].append(seeded_name(name, s))
+        else:
+            networks[name] = net
+    out["networks"] = networks
+    for section in ("probes", "attention", "ssm"):
+        names = out[section].get("networks")
+        if names:
+            out[section]["networks"] = [n for name in names for n in renamed.get(name, [name])]
+
+
+def network_groups(study: Mapping[str, Any]) -> dict[str, tuple[str, int | None]]:
+    """``{network name: (condition, seed)}``: a seeded network's group and training seed, or
+    ``(name, None)`` for a network trained once (or not trained by the study)."""
+    out: dict[str, tuple[str, int | None]] = {}
+    for name, net in study["networks"].items():
+        if net.get("group") is not None:
+            out[name] = (str(net["group"]), int(net["seed"]))
+        else:
+            out[name] = (name, None)
     return out
 
 
@@ -262,6 +360,9 @@ def load_study(spec: str | Path | Mapping[str, Any] | None = None, *, scale: str
 StepFn = Callable[[dict[str, Any], Path], dict[str, Any]]
 #: Steps by name: ``fn(study, run_dir) -> record`` (the record goes into steps.json).
 STEPS: Registry[StepFn] = Registry("study step")
+#: Checks a step runs on the whole study before the first step starts (``fn(study) -> None``,
+#: raising :class:`ConfigError`), so a bad entry fails before any work.
+STEP_CHECKS: Registry[Callable[[dict[str, Any]], None]] = Registry("study step check")
 
 
 def _stimuli_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -362,6 +463,9 @@ def _rsa_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         save_figures(result, run_dir / "rsa" / name, seed=int(study["study"]["seed"]))
         tables.append(result.table)
     table = pd.concat(tables, ignore_index=True)
+    groups = network_groups(study)   # a network trained with several seeds: its condition and seed
+    table.insert(1, "condition", [groups[n][0] for n in table["network"]])
+    table.insert(2, "seed", pd.array([groups[n][1] for n in table["network"]], dtype="Int64"))
     atomic_write_bytes(run_dir / "rsa" / "rsa.csv", table.to_csv(index=False).encode())
     import io
 
@@ -395,6 +499,9 @@ def run_study(study: str | Path | Mapping[str, Any] | None = None, *, out: str |
     the study's ``scales`` overlays (e.g. ``"full"``).
     """
     cfg = load_study(study, scale=scale)
+    for name in cfg["steps"]["run"]:
+        if name in STEP_CHECKS:
+            STEP_CHECKS.get(name)(cfg)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_text = yaml.safe_dump(cfg, sort_keys=False)

@@ -179,3 +179,45 @@ def test_config_dataclass_roundtrip():
     cfg = HFBackboneConfig(hidden_size=32, num_attention_heads=2, hf_overrides={"conv_bias": True})
     again = config_from_dict(HFBackboneConfig, config_to_dict(cfg), where="test")
     assert again == cfg
+
+
+def test_mel_front_end_keeps_the_conv_encoders_frames_and_round_trips(tmp_path):
+    from musiclens.train.models.frontends import LogMel, MelConfig
+    from musiclens.train.models.hf import receptive_field
+
+    cfg = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+           "conv_dim": [16] * 7, "frontend": "mel", "mel_n_mels": 40}
+    with one_torch_thread():
+        torch.manual_seed(0)
+        conv = build_backbone({"family": "wav2vec2", "config": {**cfg, "frontend": "conv"}})
+        mel = build_backbone({"family": "wav2vec2", "config": cfg})
+        mel.eval()
+        enc = mel.model.feature_extractor
+        rng = np.random.default_rng(0)
+        for n in (400, 401, 719, 720, 16000, 16123):
+            x = torch.from_numpy(rng.standard_normal((2, n)).astype(np.float32))
+            assert enc(x).shape == (2, 16, conv.n_frames(n)) == (2, 16, mel.n_frames(n))
+            assert conv.model.feature_extractor(x).shape[-1] == conv.n_frames(n)
+        # frame j is the log-mel of the window centred on the conv frame's centre j*320 + 200
+        x = torch.from_numpy(rng.standard_normal((1, 8000)).astype(np.float32))
+        assert receptive_field((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == 400
+        ref = LogMel(MelConfig(n_fft=1024, hop_length=320, f_min=30.0, f_max=8000.0, n_mels=40, top_db=80.0,
+                               center=False))
+        j = 7
+        centre = j * 320 + 200
+        padded = torch.nn.functional.pad(x, (512 - 200, 1024))
+        window = padded[:, centre - 512 + 312: centre + 512 + 312]
+        full = enc.mel(torch.nn.functional.pad(x, (enc.left_pad, enc.n_fft)))
+        np.testing.assert_allclose(full[:, :, j].numpy(), ref.power_mel(window).clamp_min(1e-10).log10().mul(10)
+                                   .clamp_min(float(full.max()) - 80.0)[:, :, 0].numpy(), atol=1e-3)
+        # a saved mel backbone loads back strictly and extracts the same hidden states
+        mel.save(tmp_path / "ck")
+        ex = checkpoint_extractor(tmp_path / "ck")
+        clip = rng.standard_normal(16000).astype(np.float32) * 0.1
+        acts = ex.extract([clip])
+        with torch.no_grad():
+            hs = mel(torch.from_numpy(clip[None])).hidden_states
+        for k, name in enumerate(ex.layer_names):
+            np.testing.assert_allclose(np.asarray(acts.layers[name][0]), hs[k][0].numpy(), atol=1e-4)
+    with pytest.raises(ConfigError, match="mel_n_fft"):
+        build_backbone({"family": "wav2vec2", "config": {**cfg, "mel_n_fft": 256}})

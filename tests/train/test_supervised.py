@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from musiclens.errors import ConfigError, TrainingError
+from musiclens.train.bar import evaluate_bar, resolve_bar
 from musiclens.train.base import OBJECTIVES
 from musiclens.train.objectives.ctc import ESPEAK_EN_PHONEMES, edit_distance, greedy_decode, phoneme_error_rate
 from musiclens.train.objectives.transcription import (align_frames, frame_scores, key_to_hz, note_scores,
@@ -114,6 +115,11 @@ def test_transcription_learns_isolated_notes():
     spec = obj.data_spec()
     assert (spec.frame_rate, spec.targets, spec.kinds, spec.crop_s) == (50.0, ("piano_roll",), ("music",), 0.5)
     n_frames = int(np.ceil(0.5 * spec.frame_rate))             # 25 roll frames vs 24 backbone frames
+    bar = resolve_bar(None, obj.learning_bar())
+    val = _notes_batch(np.random.default_rng(1), 12, n_frames)
+    obj.eval()
+    untrained = {f"val/{k}": v for k, v in obj.validation_metrics([obj.validation_outputs(val)]).items()}
+    assert not evaluate_bar(bar, untrained, None)["passed"]    # the untrained network misses the bar
     rng = np.random.default_rng(0)
     losses = _train(obj, lambda step: _notes_batch(rng, 8, n_frames), 35, lr=2e-3)
     assert np.mean(losses[-3:]) < 0.5 * losses[0]
@@ -123,6 +129,8 @@ def test_transcription_learns_isolated_notes():
     assert len(outs) == 12 and outs[0][0].shape == (24, 88)
     m = obj.validation_metrics([outs[:6], outs[6:]])
     assert m["frame_f1"] > 0.9, m
+    verdict = evaluate_bar(bar, {f"val/{k}": v for k, v in m.items()}, untrained)
+    assert verdict["passed"] and verdict["rule"] == "val/frame_f1 >= 0.5"
     # the same frames scored directly
     pred = np.concatenate([p for p, _ in outs]) > 0.5
     true = np.concatenate([r for _, r in outs])
@@ -195,14 +203,20 @@ def test_ctc_learns_tone_sequences():
     obj = OBJECTIVES.get("ctc")({"vocabulary": ["a", "b", "c"]}, {})
     spec = obj.data_spec()
     assert (spec.crop_s, spec.targets, spec.kinds) == (None, ("phonemes",), ("speech",))
+    bar = resolve_bar(None, obj.learning_bar())
+    val = _toy_speech(np.random.default_rng(1), 12)
+    obj.eval()
+    assert not evaluate_bar(bar, {"val/per": obj.validation_metrics([obj.validation_outputs(val)])["per"]},
+                            None)["passed"]
     rng = np.random.default_rng(0)
     losses = _train(obj, lambda step: _toy_speech(rng, 8), 60, lr=3e-3)
     assert np.mean(losses[-3:]) < 0.3 * np.mean(losses[:2]), losses
     obj.eval()
-    outs = obj.validation_outputs(_toy_speech(np.random.default_rng(1), 12))
+    outs = obj.validation_outputs(val)
     per = obj.validation_metrics([outs])["per"]
     assert per == pytest.approx(phoneme_error_rate([r for r, _ in outs], [h for _, h in outs]))
     assert per < 0.25
+    assert evaluate_bar(bar, {"val/per": per}, None)["passed"]
 
 
 def test_ctc_unknown_phoneme_and_bad_options():

@@ -8,6 +8,7 @@ import torch
 
 from musiclens.errors import ConfigError
 from musiclens.extract.checkpoint import load_checkpoint
+from musiclens.train.bar import evaluate_bar, resolve_bar
 from musiclens.train.base import OBJECTIVES, step_generator
 from musiclens.train.objectives.data2vec import ema_decay_at, instance_norm_time
 from musiclens.train.objectives.wav2vec2 import span_mask
@@ -69,13 +70,44 @@ def test_wav2vec2_loss_falls_and_trains_the_backbone(tmp_path):
     assert {"quantizer.codevectors", "project_hid.weight", "project_q.weight", "optimizer_steps"} <= names
     before = obj.backbone.model.encoder.layers[0].attention.q_proj.weight.detach().clone()
     batch = _tones()
+    bar = resolve_bar(None, obj.learning_bar())
+    obj.eval()
+    at_init = {"val/contrastive_accuracy": float(obj.validation_loss(batch)["contrastive_accuracy"])}
     losses = _train(obj, batch, 20)
     assert _falls(losses, 0.9), losses
+    obj.eval()
+    trained = {"val/contrastive_accuracy": float(obj.validation_loss(batch)["contrastive_accuracy"])}
+    assert evaluate_bar(bar, trained, at_init)["passed"], (at_init, trained)     # learned: past the bar
+    assert not evaluate_bar(bar, at_init, at_init)["passed"]                    # the untrained one is not
     after = obj.backbone.model.encoder.layers[0].attention.q_proj.weight
     assert not torch.equal(before, after)
     obj.backbone.save(tmp_path / "ck")
     module, _ = load_checkpoint(tmp_path / "ck")
     assert torch.equal(module.model.encoder.layers[0].attention.q_proj.weight, after.detach())
+
+
+def test_contrastive_accuracy_equals_a_hand_loop():
+    from musiclens.train.objectives.wav2vec2 import contrastive_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    b, t, d, k = 2, 7, 5, 3
+    pred, quant = torch.randn(b, t, d, generator=g), torch.randn(b, t, d, generator=g)
+    quant[1, 2] = quant[1, 4]                       # a distractor equal to the positive is not held against it
+    neg = torch.randint(0, b * t, (b, t, k), generator=g)
+    neg[1, 2, 0] = 1 * t + 4
+    mask = torch.rand(b, t, generator=g) < 0.7
+    mask[1, 2] = True
+    flat = quant.reshape(-1, d)
+    hits = []
+    for i in range(b):
+        for j in range(t):
+            if not mask[i, j]:
+                continue
+            pos = float(torch.cosine_similarity(pred[i, j], quant[i, j], dim=0))
+            others = [float(torch.cosine_similarity(pred[i, j], flat[n], dim=0)) for n in neg[i, j].tolist()
+                      if not torch.equal(flat[n], quant[i, j])]
+            hits.append(all(pos > o for o in others))
+    assert float(contrastive_accuracy(pred, quant, neg, mask)) == pytest.approx(np.mean(hits))
 
 
 def test_wav2vec2_step_is_deterministic_and_gumbel_schedule():

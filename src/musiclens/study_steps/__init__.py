@@ -7,5 +7,6 @@ imports this package, so ``steps.run`` in a study file can name them.
 from __future__ import annotations
 
 from musiclens.study_steps import analysis as _analysis  # noqa: F401
+from musiclens.study_steps import contrasts as _contrasts  # noqa: F401
 from musiclens.study_steps import corpora as _corpora  # noqa: F401
 from musiclens.study_steps import training as _training  # noqa: F401

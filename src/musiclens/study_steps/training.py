@@ -15,14 +15,18 @@ which networks reference with ``trained: NAME``.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from musiclens.errors import ConfigError
+from musiclens.fsutil import atomic_write_bytes
 from musiclens.study import STEPS
 from musiclens.study_steps.corpora import corpus_dir
 
-__all__ = ["condition_order", "condition_config"]
+__all__ = ["condition_order", "condition_config", "conditions_table"]
 
 
 def condition_order(training: dict[str, dict[str, Any]]) -> list[str]:
@@ -87,6 +91,8 @@ def condition_config(study: dict[str, Any], run_dir: Path, name: str) -> dict[st
         cfg["rsa_callback"] = cb
     if cond.get("export") is not None:
         cfg["export"] = cond["export"]
+    if cond.get("bar"):
+        cfg["bar"] = dict(cond["bar"])
     cfg["seed"] = int(cond["seed"] if cond.get("seed") is not None else study["study"]["seed"])
     return cfg
 
@@ -105,11 +111,32 @@ def _train_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         record["outputs"].append(f"train/{name}/backbone")
         manifest = out / "manifest.json"
         if manifest.is_file():
-            import json
-
             m = json.loads(manifest.read_text())
-            record["conditions"][name] = {k: m[k] for k in ("global_step", "metrics", "finished") if k in m}
+            record["conditions"][name] = {k: m[k] for k in ("global_step", "metrics", "finished", "bar") if k in m}
+    table = conditions_table(study, run_dir)
+    atomic_write_bytes(run_dir / "train" / "conditions.csv", table.to_csv(index=False).encode())
+    record["outputs"].append("train/conditions.csv")
+    record["n_missed_bar"] = int((~table["passed"].astype(bool)).sum()) if len(table) else 0
     return record
+
+
+def conditions_table(study: dict[str, Any], run_dir: Path) -> pd.DataFrame:
+    """One row per trained condition (per seed): its group, seed, objective, steps and its learning
+    bar's verdict (metric, value, value at initialisation, rule, passed), from each run's manifest."""
+    rows = []
+    for name, cond in study["training"].items():
+        path = run_dir / "train" / name / "manifest.json"
+        m = json.loads(path.read_text()) if path.is_file() else {}
+        bar = m.get("bar") or {}
+        rows.append({
+            "condition": cond.get("group") or name, "seed": int(m.get("seeds", {}).get("seed", cond.get("seed") or 0)),
+            "run": name, "objective": cond["objective"], "steps": m.get("global_step"),
+            "bar_metric": bar.get("metric"), "bar_rule": bar.get("rule"), "value": bar.get("value"),
+            "at_init": bar.get("at_init"), "gain": bar.get("gain"),
+            "passed": bool(bar.get("passed")) if bar else False,
+            "note": bar.get("reason") or ("" if bar else "no learning bar for this objective"),
+        })
+    return pd.DataFrame(rows)
 
 
 STEPS.register("train", _train_step, help="run the training conditions into RUN_DIR/train/<name> (resumable)")

@@ -220,10 +220,17 @@ class Objective(nn.Module, ABC):
     """
 
     name: str = ""
+    #: The learning bar this objective's runs are held to (see :mod:`musiclens.train.bar`): a
+    #: validation metric, a threshold, a direction and optionally ``relative_to: init``.
+    default_bar: dict[str, Any] | None = None
 
     def __init__(self, backbone: Backbone) -> None:
         super().__init__()
         self.backbone = backbone
+
+    def learning_bar(self) -> dict[str, Any] | None:
+        """The default learning bar of this objective instance (options may change it)."""
+        return dict(self.default_bar) if self.default_bar else None
 
     @abstractmethod
     def data_spec(self) -> DataSpec:

@@ -20,6 +20,7 @@ Sections and their keys (defaults in :data:`SCHEMA`)::
     rsa_callback: {every_n_steps, stimuli, instruments, midi, duration_s, hold_s, layers, pooling,
                    method, models, at_start, batch_size}
     export: {at_end, every_checkpoint}
+    bar: {metric, threshold, direction, relative_to, relative}   # learning bar; null: the objective's
     seed: 0
 
 :func:`load_train_config` checks structure (unknown or misspelt keys name the valid ones, with a
@@ -61,6 +62,8 @@ SCHEMA: dict[str, Any] = {
                      "duration_s": 1.0, "hold_s": 0.75, "layers": None, "pooling": "mean", "method": "tau-a",
                      "models": ["pitch_height", "chroma"], "at_start": True, "batch_size": 16},
     "export": {"at_end": True, "every_checkpoint": False},
+    # the learning bar (musiclens.train.bar): null keys take the objective's default
+    "bar": {"metric": None, "threshold": None, "direction": None, "relative_to": None, "relative": None},
     "seed": 0,
 }
 _FREE_SECTIONS = ("options", "model")
@@ -306,6 +309,10 @@ def _validate(raw: Mapping[str, Any]) -> dict[str, Any]:
         _check_stimuli(r)
     if not isinstance(cfg["export"]["at_end"], bool) or not isinstance(cfg["export"]["every_checkpoint"], bool):
         raise ConfigError("export.at_end and export.every_checkpoint must be true or false")
+    if any(v is not None for v in cfg["bar"].values()):
+        from musiclens.train.bar import resolve_bar
+
+        resolve_bar(cfg["bar"], {"metric": "val/loss", "threshold": 0.0})   # types and choices, before any work
     return cfg
 
 

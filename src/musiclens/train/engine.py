@@ -46,6 +46,7 @@ import yaml
 from musiclens.errors import CheckpointError, ConfigError, TrainingError
 from musiclens.fsutil import atomic_dir, atomic_write_json, atomic_write_text
 from musiclens.provenance import Timer, environment, hash_bytes
+from musiclens.train.bar import evaluate_bar, resolve_bar
 from musiclens.train.base import Objective, step_generator
 from musiclens.train.config import check_against_objective, config_text, load_train_config, objective_builder
 from musiclens.train.data import TrainDataModule
@@ -104,6 +105,10 @@ class ObjectiveModule(pl.LightningModule):
         self._micro = 0
         self._rng_step = 0
         self._val_outputs: list[Any] = []
+        #: ``(metrics) -> None`` called once with the validation metrics of the untrained network
+        #: (set by :func:`train` on a fresh run); ``val_batches`` gives the validation batches.
+        self.on_init_validation: Callable[[dict[str, float]], None] | None = None
+        self.val_batches: Callable[[], Any] | None = None
 
     # --------------------------------------------------------------------- training
     def on_train_start(self) -> None:
@@ -123,6 +128,40 @@ class ObjectiveModule(pl.LightningModule):
                 torch.manual_seed(_seed_of(self.seed, 0, 3))
                 self.objective.prepare(batches)
         self.prepared.fill_(True)
+        if self.on_init_validation is not None and self.val_batches is not None and int(self.trainer.global_step) == 0:
+            self.on_init_validation(self.validate_now(self.val_batches()))
+
+    @torch.no_grad()
+    def validate_now(self, batches: Any) -> dict[str, float]:
+        """Validation metrics of the objective as it is now, computed as the validation loop does
+        (batch-size-weighted means of the per-batch scalars, then ``validation_metrics``), with the
+        RNG state of training left untouched.  Used once before training (the network at init)."""
+        from lightning.fabric.utilities.apply_func import move_data_to_device
+
+        was_training = self.objective.training
+        self.objective.eval()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        kept: list[Any] = []
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                for batch_idx, batch in enumerate(batches):
+                    batch = move_data_to_device(batch, self.device)
+                    torch.manual_seed(_seed_of(self.seed, batch_idx, 2))
+                    out = self.objective.validation_loss(batch)
+                    n = int(batch["audio"].shape[0])
+                    for key, value in out.items():
+                        if isinstance(value, torch.Tensor) and value.numel() == 1 and torch.isfinite(value):
+                            sums[key] = sums.get(key, 0.0) + float(value) * n
+                            counts[key] = counts.get(key, 0) + n
+                    extra = self.objective.validation_outputs(batch)
+                    if extra is not None:
+                        kept.append(extra)
+                metrics = {f"val/{k}": sums[k] / counts[k] for k in sums}
+                metrics.update({f"val/{k}": float(v) for k, v in (self.objective.validation_metrics(kept) or {}).items()})
+        finally:
+            self.objective.train(was_training)
+        return metrics
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         acc = int(self.optim_cfg["accumulate"])
@@ -395,6 +434,7 @@ def train(
         cfg = load_train_config(config, overrides=overrides, max_steps=max_steps, objective=objective)
         objective_ = build_objective(cfg)
         checked = check_against_objective(cfg, objective_)
+        bar = resolve_bar(cfg["bar"], objective_.learning_bar())
         d, o, t = cfg["data"], cfg["optim"], cfg["trainer"]
         data_seed = int(cfg["seed"] if d["seed"] is None else d["seed"])
         dm = TrainDataModule(train=d["train"], val=d["val"], spec=checked["spec"], crop_s=checked["crop_s"],
@@ -457,6 +497,16 @@ def train(
     if ckpt_path is not None:
         start_step = _checkpoint_step(last)
         logger.info("resuming %s from step %d", run_dir, start_step)
+    init_path = run_dir / "val_at_init.json"
+    if has_val and ckpt_path is None and not init_path.is_file():
+        module.val_batches = dm.val_dataloader
+
+        def _save_init(metrics: dict[str, float]) -> None:
+            if _launched_rank() == 0:
+                atomic_write_json(init_path, {"global_step": 0, "metrics": metrics})
+            logger.info("validation at initialisation: %s", ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
+
+        module.on_init_validation = _save_init
     manifest.update(_manifest_base(cfg, checked, objective_, data_seed, sha))
     runs = list(manifest.get("runs", []))
     runs.append({"started_at_step": start_step, "resumed": ckpt_path is not None})
@@ -489,6 +539,13 @@ def train(
                if isinstance(v, torch.Tensor) and v.numel() == 1}
     runs[-1].update(ended_at_step=step, seconds=round(time.perf_counter() - started, 3),
                     timings_s={k: round(v, 3) for k, v in timer.seconds.items()})
+    at_init = _read_json(init_path).get("metrics") if init_path.is_file() else None
+    manifest.update(metrics_at_init=at_init,
+                    bar=evaluate_bar(bar, metrics, at_init) if bar is not None and finished else None)
+    if bar is not None and finished and not manifest["bar"]["passed"]:
+        b = manifest["bar"]
+        logger.warning("%s did not reach its learning bar %s (value %s, at init %s)%s", run_dir, b["rule"],
+                       b["value"], b["at_init"], f": {b['reason']}" if b["reason"] else "")
     manifest.update(runs=runs, global_step=step, finished=finished and (exported is not None or not cfg["export"]["at_end"]),
                     metrics=metrics, backbone="backbone" if exported is not None else None)
     if trainer.is_global_zero:

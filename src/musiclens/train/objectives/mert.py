@@ -496,6 +496,17 @@ class MERTObjective(Objective):
 
     name = "mert"
 
+    def learning_bar(self) -> dict[str, Any] | None:
+        """With an acoustic teacher: masked code accuracy of codebook 0 at least 0.05 above the
+        same network at initialisation; CQT reconstruction only: masked-frame CQT MSE at least 10 %
+        below its value at initialisation."""
+        if self.teacher is not None and self.options.acoustic_weight > 0:
+            return {"metric": "val/acc_0", "threshold": 0.05, "direction": "higher", "relative_to": "init"}
+        if self.cqt_head is not None:
+            return {"metric": "val/cqt", "threshold": 0.1, "direction": "lower", "relative_to": "init",
+                    "relative": True}
+        return None
+
     def __init__(self, backbone: Backbone, options: MERTOptions | None = None) -> None:
         super().__init__(backbone)
         self.options = o = options or MERTOptions()

@@ -167,6 +167,8 @@ class NTXentObjective(Objective):
     """NT-Xent over the class token of two views; see the module docstring."""
 
     name = "ntxent"
+    #: learned = in-batch top-1 retrieval of the positive view at least 0.2 above the same network at init
+    default_bar = {"metric": "val/top1", "threshold": 0.2, "direction": "higher", "relative_to": "init"}
 
     def __init__(self, backbone: Backbone, options: NTXentOptions | None = None) -> None:
         super().__init__(backbone)

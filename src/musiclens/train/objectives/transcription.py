@@ -250,6 +250,8 @@ class TranscriptionObjective(Objective):
     """Frame-level piano-roll transcription (see the module docstring)."""
 
     name = "transcription"
+    #: learned = mir_eval frame F1 on held-out music of at least 0.5
+    default_bar = {"metric": "val/frame_f1", "threshold": 0.5, "direction": "higher"}
 
     def __init__(self, backbone: Backbone, options: TranscriptionOptions, *, seed: int = 0) -> None:
         super().__init__(backbone)

@@ -38,7 +38,7 @@ from musiclens.train.base import Backbone, DataSpec, Objective, config_from_dict
 from musiclens.train.objectives._common import (masked_frames, objective_backbone, register_objective, seeded_heads,
                                                 seeded_numpy, span_mask, valid_frames)
 
-__all__ = ["Wav2Vec2Options", "Wav2Vec2Objective", "build_wav2vec2", "seeded_numpy", "span_mask",
+__all__ = ["Wav2Vec2Options", "Wav2Vec2Objective", "build_wav2vec2", "contrastive_accuracy", "seeded_numpy", "span_mask",
            "valid_frames", "objective_backbone"]
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,9 @@ class Wav2Vec2Objective(Objective):
     """wav2vec 2.0 pretraining on a ``wav2vec2`` backbone (see the module docstring)."""
 
     name = "wav2vec2"
+    #: learned = masked-frame contrastive accuracy at least 0.1 above the same network at initialisation
+    default_bar = {"metric": "val/contrastive_accuracy", "threshold": 0.1, "direction": "higher",
+                   "relative_to": "init"}
 
     def __init__(self, backbone: Backbone, options: Wav2Vec2Options, *, seed: int = 0) -> None:
         super().__init__(backbone)
@@ -169,11 +172,37 @@ class Wav2Vec2Objective(Objective):
         out = self._pretraining(self.backbone.prepare_input(audio), mask_time_indices=mask,
                                 sampled_negative_indices=torch.from_numpy(negatives).to(audio.device))
         n_masked = mask.sum().clamp_min(1)
-        return {"loss": out.loss / n_masked, "contrastive_loss": out.contrastive_loss / n_masked,
+        accuracy = contrastive_accuracy(out.projected_states, out.projected_quantized_states,
+                                        torch.from_numpy(negatives).to(audio.device), mask)
+        return {"loss": out.loss / n_masked, "contrastive_accuracy": accuracy, "contrastive_loss": out.contrastive_loss / n_masked,
                 "diversity_loss": out.diversity_loss / n_masked,
                 "codevector_perplexity": out.codevector_perplexity.detach(),
                 "gumbel_temperature": torch.tensor(self.gumbel_temperature()),
                 "masked_fraction": mask.float().mean()}
+
+
+@torch.no_grad()
+def contrastive_accuracy(predicted: torch.Tensor, quantized: torch.Tensor, negative_indices: torch.Tensor,
+                         mask: torch.Tensor) -> torch.Tensor:
+    """Masked-frame retrieval accuracy of wav2vec 2.0's contrastive task.
+
+    For each masked frame, the fraction of frames whose context vector (``project_hid`` output,
+    ``predicted`` ``[B, T, D]``) is more cosine-similar to its own quantised target
+    (``project_q`` output, ``quantized`` ``[B, T, D]``) than to every one of its sampled
+    distractors (``negative_indices`` ``[B, T, K]``, flat indices into ``B * T`` as transformers'
+    ``_sample_negative_indices`` returns them).  As in transformers' loss, a distractor equal to
+    the positive is not counted against it; a tie with a different distractor counts as a miss.
+    Chance is about ``1 / (K + 1)``.
+    """
+    b, t, d = quantized.shape
+    flat = quantized.reshape(-1, d)
+    negs = flat[negative_indices.long().reshape(-1)].reshape(b, t, -1, d)            # [B, T, K, D]
+    pos_sim = torch.cosine_similarity(predicted.float(), quantized.float(), dim=-1)      # [B, T]
+    neg_sim = torch.cosine_similarity(predicted.float()[:, :, None], negs.float(), dim=-1)  # [B, T, K]
+    same = (negs == quantized[:, :, None]).all(-1)
+    neg_sim = neg_sim.masked_fill(same, float("-inf"))
+    hit = (pos_sim > neg_sim.amax(dim=-1))[mask]
+    return hit.float().mean() if hit.numel() else torch.tensor(float("nan"))
 
 
 def build_wav2vec2(options: Mapping[str, Any], model: Mapping[str, Any], *,
