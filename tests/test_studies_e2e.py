@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 import musiclens.study as study_mod
 from musiclens.errors import ConfigError
@@ -33,18 +34,34 @@ def _timings(run_dir: Path) -> dict[str, float]:
 def test_chroma_emergence_tiny(tmp_path: Path) -> None:
     run = run_study("chroma-emergence", out=tmp_path / "run", scale="tiny")
     rsa = pd.read_csv(run / "rsa" / "rsa.csv")
-    assert {"cqt", "mfcc", "random", "ssl", "transcription", "asr", "madmom-onsets"} <= set(rsa["network"])
-    # trained networks come from the run's own training conditions, with every layer
+    assert {"cqt", "mfcc", "madmom-onsets"} | {f"{n}-s{s}" for n in ("random", "ssl", "transcription", "asr")
+                                               for s in (0, 1)} <= set(rsa["network"])
+    assert set(rsa[rsa.condition == "transcription"]["seed"]) == {0, 1} and rsa[rsa.network == "cqt"]["seed"].isna().all()
+    # trained networks come from the run's own training conditions (one per seed), with every layer
     for cond in ("ssl", "transcription", "asr"):
-        assert (run / "train" / cond / "backbone" / "model.safetensors").is_file()
-        assert set(rsa[rsa.network == cond]["layer"]) == {f"layer_{i:02d}" for i in range(5)}
-    # fine-tuning starts from the SSL backbone
-    cfg = json.loads((run / "train" / "transcription" / "manifest.json").read_text())
-    assert cfg["finished"]
-    curve = pd.read_csv(run / "train" / "transcription" / "rsa_curve.csv")
+        for s in (0, 1):
+            assert (run / "train" / f"{cond}-s{s}" / "backbone" / "model.safetensors").is_file()
+            assert set(rsa[rsa.network == f"{cond}-s{s}"]["layer"]) == {f"layer_{i:02d}" for i in range(5)}
+    # seed-1 fine-tuning starts from the seed-1 SSL backbone
+    cfg = json.loads((run / "train" / "transcription-s1" / "manifest.json").read_text())
+    assert cfg["finished"] and cfg["seeds"]["seed"] == 1 and cfg["bar"]["metric"] == "val/frame_f1"
+    saved = yaml.safe_load((run / "train" / "transcription-s1" / "config.yaml").read_text())
+    assert saved["model"]["init_from"].endswith("train/ssl-s1/backbone")
+    curve = pd.read_csv(run / "train" / "transcription-s0" / "rsa_curve.csv")
     assert sorted(curve["step"].unique()) == [0, 3]
+    # every run's learning bar in one table (3 steps learn nothing: all flagged)
+    conds = pd.read_csv(run / "train" / "conditions.csv")
+    assert len(conds) == 6 and set(conds["condition"]) == {"ssl", "transcription", "asr"} and not conds["passed"].any()
+    # paired contrasts: per layer and at the best layer, 2 seeds x 4 instruments
+    contrasts = pd.read_csv(run / "contrasts" / "contrasts.csv")
+    best = contrasts[contrasts.layer == "best-layer-cv"]
+    assert set(best["contrast"]) == {"transcription - ssl", "transcription - asr", "ssl - random", "asr - ssl"}
+    assert (best["n_seeds"] == 2).all() and (best["n_units"] == 4).all()
     md = (run / "report.md").read_text()
-    assert "Partial chroma tau-a" in md and "During transcription training" in md
+    assert "Contrasts of partial chroma τ-a" in md and "transcription − ssl = " in md
+    assert "During transcription-s0 training" in md and "missed the learning bar" in md
+    html = (run / "report.html").read_text()
+    assert html.index("The answer: partial chroma") < html.index("<h2>Findings</h2>") < html.index("<h2>Stimuli</h2>")
     # madmom's 1-unit output layer has no correlation RDM: left out, and recorded
     steps = json.loads((run / "steps.json").read_text())
     assert steps["rsa"]["skipped_layers"] == {"madmom-onsets": ["dense2"]}
@@ -113,8 +130,12 @@ def test_mert_teachers_tiny(tmp_path: Path) -> None:
 def test_study_scales_and_errors() -> None:
     quick, full = load_study("chroma-emergence"), load_study("chroma-emergence", scale="full")
     assert quick["stimuli"]["grid"] == "quick" and full["stimuli"]["grid"] == "paper"
-    assert full["training"]["ssl"]["model"]["config"]["hidden_size"] == 768
-    assert full["training"]["ssl"]["trainer"]["precision"] == "bf16-mixed"
+    assert full["training"]["ssl-s0"]["model"]["config"]["hidden_size"] == 768
+    assert full["training"]["ssl-s2"]["trainer"]["precision"] == "bf16-mixed"
+    # the full scale is the paper's raw-waveform wav2vec2; the quick scale a log-mel front end
+    assert full["training"]["ssl-s0"]["model"]["config"]["frontend"] == "conv"
+    assert quick["training"]["ssl-s0"]["model"]["config"]["frontend"] == "mel"
+    assert [n for n in quick["training"] if n.startswith("asr")] == ["asr-s0", "asr-s1", "asr-s2"]
     assert "crepe-full" in full["networks"] and "crepe-full" not in quick["networks"]
     assert "pesto" not in load_study("chroma-emergence", scale="tiny")["networks"]  # null removes an entry
     with pytest.raises(ConfigError, match="no scale 'huge'"):

@@ -74,21 +74,52 @@ def test_ranking_and_pooling_sentences() -> None:
     assert pooling_sentences(probe) == []
 
 
-def test_training_caveat_follows_validation_scores(tmp_path) -> None:
+def test_training_caveats_follow_the_learning_bars(tmp_path) -> None:
     import json
 
-    from musiclens.report.answers import training_caveats
+    from musiclens.fsutil import atomic_write_bytes
+    from musiclens.report.answers import training_caveats, unlearned_groups
     from musiclens.report.sections import ReportContext
+    from musiclens.study_steps.training import conditions_table
+    from musiclens.train.bar import Bar, evaluate_bar
 
-    (tmp_path / "train" / "ft").mkdir(parents=True)
-    cfg = {"training": {"ft": {"objective": "transcription"}, "ssl": {"objective": "wav2vec2"}}}
+    cfg = {"training": {f"ft-s{s}": {"objective": "transcription", "group": "ft", "seed": s} for s in (0, 1)},
+           "networks": {f"ft-s{s}": {"trained": f"ft-s{s}", "group": "ft", "seed": s} for s in (0, 1)}}
+    bar = Bar("val/frame_f1", 0.5)
+
+    def write(values):
+        for s, v in zip((0, 1), values):
+            d = tmp_path / "train" / f"ft-s{s}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "manifest.json").write_text(json.dumps({"global_step": 10, "seeds": {"seed": s},
+                                                         "bar": evaluate_bar(bar, {"val/frame_f1": v}, None)}))
+        table = conditions_table(cfg, tmp_path)
+        atomic_write_bytes(tmp_path / "train" / "conditions.csv", table.to_csv(index=False).encode())
+        return table
+
     ctx = ReportContext(run_dir=tmp_path, cfg=cfg, manifest={})
-    path = tmp_path / "train" / "ft" / "manifest.json"
-    path.write_text(json.dumps({"metrics": {"val/frame_f1": 0.12}}))
+    table = write([0.12, 0.7])
+    assert list(table["passed"]) == [False, True] and list(table["seed"]) == [0, 1]
     assert training_caveats(ctx) == [
-        "Caveat: ft reached validation frame_f1 = 0.12 (below 0.5), so it has not learned its task at this scale "
-        "and its RSA does not test the effect of that training (run --scale full)."]
-    path.write_text(json.dumps({"metrics": {"val/frame_f1": 0.81}}))
-    assert training_caveats(ctx) == []
-    path.write_text(json.dumps({"metrics": {}}))
-    assert "no validation val/frame_f1" in training_caveats(ctx)[0]
+        "Caveat: ft (runs ft-s0) missed the learning bar val/frame_f1 >= 0.5 in 1 of 2 run(s) (frame_f1 0.120), so "
+        "those runs do not speak for transcription training at this scale; their numbers are shown but flagged."]
+    assert unlearned_groups(ctx) == {"ft"}
+    write([0.81, 0.7])
+    assert training_caveats(ctx) == ["Every trained run reached its learning bar on held-out data (ft frame_f1 0.70–0.81)."]
+    assert unlearned_groups(ctx) == set()
+
+
+def test_contrast_sentences_state_the_numbers_and_flag_unlearned_groups() -> None:
+    from musiclens.report.headline import contrast_sentences
+
+    row = dict(contrast="t - s", a="t", b="s", statistic="partial-tau-a", model_rdm="chroma", layer="best-layer-cv",
+               difference=0.12, ci_low=0.07, ci_high=0.18, p=0.002, p_corrected=0.004, effect_size_dz=1.5,
+               n_seeds=3, n_units=12)
+    table = pd.DataFrame([row, {**row, "layer": "layer_01", "difference": 0.5}])
+    (s,) = contrast_sentences(table, "partial-tau-a", "chroma")
+    assert "t − s = +0.120 [+0.070, +0.180], p = 0.002 (Holm 0.004; t is higher; d_z 1.50; 3 seeds × 12 instruments)" in s
+    assert "0.500" not in s       # per-layer rows are not the headline
+    (flagged,) = contrast_sentences(table, "partial-tau-a", "chroma", unlearned={"t"})
+    assert "NOT a test of the training: t missed its learning bar" in flagged
+    table.loc[0, "p_corrected"] = 0.2
+    assert "no reliable difference" in contrast_sentences(table, "partial-tau-a", "chroma")[0]

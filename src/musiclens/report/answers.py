@@ -25,7 +25,7 @@ import pandas as pd
 from musiclens.registry import Registry
 from musiclens.report.sections import ReportContext
 
-__all__ = ["ANSWERS", "TASK_BARS", "training_caveats", "answer_sentences", "vit1d_answer", "teachers_answer", "trained_and_controls"]
+__all__ = ["ANSWERS", "training_caveats", "unlearned_groups", "answer_sentences", "vit1d_answer", "teachers_answer", "trained_and_controls"]
 
 AnswerFn = Callable[[ReportContext], list[str]]
 #: Answer builders by name.
@@ -41,45 +41,69 @@ def _read(ctx: ReportContext, *parts: str) -> pd.DataFrame | None:
 
 
 def _chroma(ctx: ReportContext) -> list[str]:
-    from musiclens.report.sentences import chroma_answer
+    from musiclens.report.headline import contrast_sentences, headline_statistic
+    from musiclens.report.sentences import chroma_answer, disagreement_sentence
 
     rsa = _read(ctx, "rsa", "rsa.csv")
     if rsa is None:
         return []
     method = (ctx.cfg.get("rsa") or {}).get("method", "tau-a")
-    out = [chroma_answer(rsa[~rsa["statistic"].str.endswith("-best-layer-cv")], method=method)]
+    out: list[str] = []
+    contrasts = _read(ctx, "contrasts", "contrasts.csv")
+    if contrasts is not None:
+        stat, model = headline_statistic(ctx.cfg)
+        out += contrast_sentences(contrasts, stat, model, alpha=float((ctx.cfg.get("rsa") or {}).get("alpha", 0.05)),
+                                  unlearned=unlearned_groups(ctx))
+    layers = rsa[~rsa["statistic"].str.endswith("-best-layer-cv")]
+    out.append(chroma_answer(layers, method=method))
+    out.append(disagreement_sentence(layers, method=method))
     return out + training_caveats(ctx)
 
 
-#: A fine-tuned network counts as trained on its task above these validation scores.
-TASK_BARS = {"transcription": ("val/frame_f1", 0.5, "higher"), "ctc": ("val/per", 0.5, "lower")}
-
-
 def training_caveats(ctx: ReportContext) -> list[str]:
-    """Sentences for supervised conditions that did not learn their task (validation score vs a bar).
+    """Whether every trained condition learned its task (``train/conditions.csv``, the learning bars).
 
     A network that never learned transcription cannot answer whether transcription training
     makes chroma emerge; the report says so instead of letting its RSA row speak for the method.
     """
-    import json
-
+    table = _read(ctx, "train", "conditions.csv")
+    if table is None:
+        return []
     out = []
-    for name, cond in (ctx.cfg.get("training") or {}).items():
-        bar = TASK_BARS.get(str(cond.get("objective")))
-        path = ctx.run_dir / "train" / name / "manifest.json"
-        if bar is None or not path.is_file():
+    barred = table[table["bar_metric"].notna()].copy()
+    barred["ok"] = barred["passed"].astype(str).str.lower().eq("true")
+    for cond, sel in barred.groupby("condition", sort=False):
+        missed = sel[~sel["ok"]]
+        if missed.empty:
             continue
-        metric, threshold, better = bar
-        value = (json.loads(path.read_text()).get("metrics") or {}).get(metric)
-        if value is None:
-            out.append(f"Caveat: {name} has no validation {metric}, so whether it learned its task is unknown "
-                       "(give the condition data.val).")
-            continue
-        learned = value >= threshold if better == "higher" else value <= threshold
-        if not learned:
-            out.append(f"Caveat: {name} reached validation {metric.removeprefix('val/')} = {value:.2f} "
-                       f"({'below' if better == 'higher' else 'above'} {threshold}), so it has not learned its task "
-                       "at this scale and its RSA does not test the effect of that training (run --scale full).")
+        metric = str(sel["bar_metric"].iloc[0]).removeprefix("val/")
+        values = ", ".join("no value" if pd.isna(v) else f"{float(v):.3f}" for v in missed["value"])
+        inits = ", ".join(f"{float(v):.3f}" for v in missed["at_init"] if not pd.isna(v))
+        who = f"{cond} (runs {', '.join(missed['run'])})" if len(sel) > 1 else str(cond)
+        out.append(f"Caveat: {who} missed the learning bar {sel['bar_rule'].iloc[0]} in {len(missed)} of {len(sel)} "
+                   f"run(s) ({metric} {values}" + (f"; {inits} at initialisation" if inits else "") + "), so "
+                   f"those runs do not speak for {sel['objective'].iloc[0]} training at this scale; their numbers are "
+                   "shown but flagged.")
+    if len(barred) and barred["ok"].all():
+        per = []
+        for cond, sel in barred.groupby("condition", sort=False):
+            vals = sel["value"].astype(float)
+            rng = f"{vals.min():.2f}" if len(sel) == 1 else f"{vals.min():.2f}–{vals.max():.2f}"
+            per.append(f"{cond} {str(sel['bar_metric'].iloc[0]).removeprefix('val/')} {rng}")
+        out.append(f"Every trained run reached its learning bar on held-out data ({'; '.join(per)}).")
+    return out
+
+
+def unlearned_groups(ctx: ReportContext) -> set[str]:
+    """Network groups with a trained run that missed its learning bar (``train/conditions.csv``)."""
+    table = _read(ctx, "train", "conditions.csv")
+    if table is None:
+        return set()
+    missed = set(table[table["bar_metric"].notna() & ~table["passed"].astype(str).str.lower().eq("true")]["run"])
+    out = set()
+    for name, net in (ctx.cfg.get("networks") or {}).items():
+        if net.get("trained") in missed and not net.get("randomize"):
+            out.add(str(net.get("group") or name))
     return out
 
 

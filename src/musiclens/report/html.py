@@ -17,6 +17,7 @@ import yaml
 from musiclens.errors import StoreError
 from musiclens.fsutil import atomic_write_text
 from musiclens.report import frames as _frames  # noqa: F401  (registers the attention and ssm sections)
+from musiclens.report import headline as _headline  # noqa: F401  (registers the answer-figure section)
 from musiclens.report import probes as _probes  # noqa: F401  (registers the probe section)
 from musiclens.report import training as _training  # noqa: F401  (registers the training section)
 from musiclens.report.answers import answer_sentences
@@ -28,7 +29,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 .answer{background:#f3f7ff;border-left:4px solid #3b6fd8;padding:.8em 1em;font-size:1.05em}
-table{border-collapse:collapse;font-size:.82em;margin:.6em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
+.wide{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.82em;margin:.6em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 .meta{color:#666;font-size:.85em}code{background:#f4f4f4;padding:0 .2em}
 """
@@ -67,9 +68,16 @@ def build_report(run_dir: str | Path) -> Path:
     if answers:
         parts.append("<div class='answer'><b>Answer (computed from the results).</b> "
                      + " ".join(html.escape(a) for a in answers) + "</div>")
+    # the first section is the answer figure (when the run has one); the per-network findings follow it, folded
+    lead = sections[:1] if sections and sections[0].title.startswith("The answer") else []
+    for sec in lead:
+        parts.append(f"<h2>{html.escape(sec.title)}</h2>")
+        parts.extend(sec.html)
     if findings:
-        parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in findings) + "</ul>")
-    for sec in sections:
+        parts.append(f"<h2>Findings</h2><details><summary>{len(findings)} "
+                     "per-network findings, computed from the tables</summary><ul>"
+                     + "".join(f"<li>{html.escape(s)}</li>" for s in findings) + "</ul></details>")
+    for sec in sections[len(lead):]:
         parts.append(f"<h2>{html.escape(sec.title)}</h2>")
         parts.extend(sec.html)
 

@@ -54,7 +54,7 @@ SectionFn = Callable[[ReportContext], "Section | None"]
 #: Report sections by name.
 SECTIONS: Registry[SectionFn] = Registry("report section")
 #: Order of sections in the report.
-SECTION_ORDER: list[str] = ["stimuli", "training", "rsa", "probes", "attention", "ssm"]
+SECTION_ORDER: list[str] = ["headline", "stimuli", "training", "rsa", "probes", "attention", "ssm"]
 
 
 def img_html(path: Path, alt: str) -> str:
@@ -67,7 +67,8 @@ def img_html(path: Path, alt: str) -> str:
 def table_html(df: pd.DataFrame, *, max_rows: int = 400) -> str:
     """A table as HTML (first ``max_rows`` rows; the rest is in the CSV)."""
     shown = df.head(max_rows)
-    out = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="")
+    out = ("<div class='wide'>" + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="")
+           + "</div>")
     if len(df) > max_rows:
         out += f'<p class="meta">{len(df) - max_rows} more rows in the CSV.</p>'
     return out

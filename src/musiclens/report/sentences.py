@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-__all__ = ["layer_ranges", "rsa_findings", "chroma_answer"]
+__all__ = ["layer_ranges", "rsa_findings", "chroma_answer", "disagreement_sentence"]
 
 
 def layer_ranges(layers: Sequence[str], order: Sequence[str]) -> str:
@@ -76,20 +76,29 @@ def rsa_findings(table: pd.DataFrame, *, method: str = "tau-a", layer_order: dic
 
 
 def chroma_answer(table: pd.DataFrame, *, method: str = "tau-a") -> str:
-    """The first study's answer in one sentence: which networks show partial chroma, and where."""
+    """The first study's answer in one sentence: which networks show partial chroma, and where.
+
+    Networks trained with several seeds (a ``condition`` column naming their group) are
+    reported once per condition, with the number of seeds in which some layer is significant.
+    """
     stat = f"partial-{method}"
     rows = table[(table["model_rdm"] == "chroma") & (table["statistic"] == stat)]
     if rows.empty:
         return f"No partial chroma ({stat}) was computed, so the chroma question is not answered by this run."
+    group_col = "condition" if "condition" in rows.columns else "network"
     with_chroma, without = [], []
-    for network, sel in rows.groupby("network", sort=False):
-        sig = sel[sel["significant"].astype(bool)]
-        if sig.empty:
-            without.append(str(network))
+    for group, grows in rows.groupby(group_col, sort=False):
+        nets = list(dict.fromkeys(grows["network"]))
+        sig_nets = [n for n in nets if grows[(grows["network"] == n)]["significant"].astype(bool).any()]
+        if not sig_nets:
+            without.append(str(group) if len(nets) == 1 else f"{group} (any of {len(nets)} seeds)")
+            continue
+        order = list(dict.fromkeys(grows["layer"]))
+        where = layer_ranges(sorted(set(grows[grows["significant"].astype(bool)]["layer"])), order)
+        if len(nets) == 1:
+            with_chroma.append(str(group) if len(order) == 1 else f"{group} ({where})")
         else:
-            order = list(dict.fromkeys(sel["layer"]))
-            where = layer_ranges(list(sig["layer"]), order)
-            with_chroma.append(str(network) if len(order) == 1 else f"{network} ({where})")
+            with_chroma.append(f"{group} ({len(sig_nets)}/{len(nets)} seeds; {where})")
     parts = []
     if with_chroma:
         parts.append(f"partial chroma {method} (height partialled out) is significant in " + "; ".join(with_chroma))
@@ -98,3 +107,22 @@ def chroma_answer(table: pd.DataFrame, *, method: str = "tau-a") -> str:
                      "in no layer of " + ", ".join(without))
     sentence = " ".join(parts)
     return sentence[0].upper() + sentence[1:] + "."
+
+
+def disagreement_sentence(table: pd.DataFrame, *, method: str = "tau-a", model: str = "chroma") -> str:
+    """Where the regression beta of ``model`` is significant in layers where the partial rank
+    statistic is not: say so, and which one the answer uses."""
+    part = table[(table["model_rdm"] == model) & (table["statistic"] == f"partial-{method}")]
+    beta = table[(table["model_rdm"] == model) & (table["statistic"] == f"beta_{model}")]
+    if part.empty or beta.empty:
+        return ""
+    key = ["network", "layer"]
+    merged = part[key + ["significant"]].merge(beta[key + ["significant"]], on=key, suffixes=("_partial", "_beta"))
+    only_beta = merged[merged["significant_beta"].astype(bool) & ~merged["significant_partial"].astype(bool)]
+    if only_beta.empty:
+        return ""
+    nets = list(dict.fromkeys(only_beta["network"]))
+    return (f"beta_{model} (standardised regression weight, with pitch height and their interaction) is significant "
+            f"in {len(only_beta)} layer(s) of {len(nets)} network(s) where partial {model} {method} is not "
+            f"(e.g. {', '.join(nets[:3])}); the answer uses the partial rank statistic, which does not assume linear "
+            "dissimilarities (see the first figure's note).")

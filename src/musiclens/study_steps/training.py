@@ -116,7 +116,7 @@ def _train_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     table = conditions_table(study, run_dir)
     atomic_write_bytes(run_dir / "train" / "conditions.csv", table.to_csv(index=False).encode())
     record["outputs"].append("train/conditions.csv")
-    record["n_missed_bar"] = int((~table["passed"].astype(bool)).sum()) if len(table) else 0
+    record["n_missed_bar"] = int(table["passed"].eq(False).sum()) if len(table) else 0
     return record
 
 
@@ -133,7 +133,7 @@ def conditions_table(study: dict[str, Any], run_dir: Path) -> pd.DataFrame:
             "run": name, "objective": cond["objective"], "steps": m.get("global_step"),
             "bar_metric": bar.get("metric"), "bar_rule": bar.get("rule"), "value": bar.get("value"),
             "at_init": bar.get("at_init"), "gain": bar.get("gain"),
-            "passed": bool(bar.get("passed")) if bar else False,
+            "passed": bool(bar.get("passed")) if bar else None,
             "note": bar.get("reason") or ("" if bar else "no learning bar for this objective"),
         })
     return pd.DataFrame(rows)

@@ -348,6 +348,39 @@ def export_backbone(objective: Objective, path: Path, *, step: int, cfg: Mapping
     return path
 
 
+class PlainProgress(pl.Callback):
+    """Progress as plain lines on a stream (default stderr) for logs and pipes, where a redrawn
+    bar shows nothing until the end: ``train RUN: step 100/300 (33%) loss 2.71 | 12 s, ~24 s left``,
+    about ``n_lines`` times per run and at the last step."""
+
+    def __init__(self, name: str, max_steps: int, *, n_lines: int = 10, stream: Any = None) -> None:
+        self.name, self.max_steps = name, int(max_steps)
+        self.every = max(1, self.max_steps // max(1, n_lines))
+        self.stream = stream
+        self._start: float | None = None
+        self._start_step = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._start_step = time.perf_counter(), int(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        import sys
+
+        step = int(trainer.global_step)
+        if not trainer.is_global_zero or (step % self.every and step != self.max_steps) or self._start is None:
+            return
+        elapsed = time.perf_counter() - self._start
+        done = max(1, step - self._start_step)
+        left = elapsed / done * (self.max_steps - step)
+        loss = trainer.callback_metrics.get("train/loss")
+        loss_text = f" loss {float(loss):.4g}" if isinstance(loss, torch.Tensor) else ""
+        stream = self.stream or sys.stderr
+        stream.write(f"train {self.name}: step {step}/{self.max_steps} ({100 * step // self.max_steps}%){loss_text} | "
+                     f"{elapsed:.0f} s, ~{left:.0f} s left\n")
+        stream.flush()
+
+
 class _ExportCallback(pl.Callback):
     """Export ``backbone-step{N}/`` whenever a checkpoint step is reached."""
 
@@ -478,6 +511,11 @@ def train(
         cbs.append(rsa_cb)
     if cfg["export"]["every_checkpoint"]:
         cbs.append(_ExportCallback(run_dir, every_ckpt, cfg, sha))
+    import sys
+
+    plain_progress = bool(t["progress_bar"]) and not sys.stderr.isatty()   # a redrawn bar is useless in a log
+    if plain_progress:
+        cbs.append(PlainProgress(run_dir.name, int(o["max_steps"])))
     cbs += list(callbacks)
     val_every = int(t["val_every_n_steps"])
     has_val = bool(dm.val_refs) and val_every > 0
@@ -488,7 +526,7 @@ def train(
         max_steps=int(o["max_steps"]), max_epochs=-1, accumulate_grad_batches=int(o["accumulate"]),
         gradient_clip_val=o["grad_clip"] or None, gradient_clip_algorithm="norm",
         log_every_n_steps=min(int(t["log_every_n_steps"]), int(o["max_steps"]) * int(o["accumulate"])), logger=_make_logger(cfg, run_dir), callbacks=cbs,
-        enable_progress_bar=bool(t["progress_bar"]), enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=bool(t["progress_bar"]) and not plain_progress, enable_model_summary=False, num_sanity_val_steps=0,
         val_check_interval=(val_every * int(o["accumulate"])) if has_val else None,
         check_val_every_n_epoch=None, limit_val_batches=1.0 if has_val else 0,
         use_distributed_sampler=False, inference_mode=False, default_root_dir=str(run_dir),
