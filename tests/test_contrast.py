@@ -51,22 +51,59 @@ def test_paired_contrast_fields_by_hand():
     assert res.effect_size_dz == pytest.approx(u.mean() / u.std(ddof=1))
     assert res.per_seed == pytest.approx(list(d.mean(axis=0)))
     assert (res.n_units, res.n_seeds, res.exact) == (4, 2, True)
-    assert res.p == pytest.approx(2 / 16)        # all positive: only the identity and its mirror reach |T|
-    assert res.ci_low <= res.difference <= res.ci_high
+    assert res.p_sign_flip == pytest.approx(2 / 16)   # all positive: only the identity and its mirror reach |T|
+    assert res.ci_low <= res.difference <= res.ci_high and res.boot_ci_low <= res.difference <= res.boot_ci_high
+    one_seed = paired_contrast(d[:, :1], n_bootstraps=50)
+    ref = stats.ttest_1samp(d[:, 0], 0.0)
+    assert one_seed.p == pytest.approx(ref.pvalue) and one_seed.df == 3
+    lo, hi = ref.confidence_interval(0.95)
+    assert (one_seed.ci_low, one_seed.ci_high) == pytest.approx((lo, hi))
+
+
+def test_crossed_t_test_mean_squares_match_a_least_squares_anova():
+    from musiclens.contrast import crossed_t_test
+
+    g = np.random.default_rng(4)
+    d = g.normal(size=(7, 3)) + np.array([[0.0, 1.5, -1.2]]) + 2.0 * g.normal(size=(7, 1))
+    n_u, n_s = d.shape
+    y = d.ravel()
+    units = np.repeat(np.arange(n_u), n_s)
+    seeds = np.tile(np.arange(n_s), n_u)
+
+    def rss(*factors):     # residual sum of squares of an additive dummy-coded model, by least squares
+        x = np.column_stack([np.ones_like(y)] + [(f[:, None] == np.arange(1, f.max() + 1)).astype(float)
+                                                 for f in factors])
+        return float(((y - x @ np.linalg.lstsq(x, y, rcond=None)[0]) ** 2).sum())
+
+    full = rss(units, seeds)
+    ms_e = full / ((n_u - 1) * (n_s - 1))
+    ms_u = (rss(seeds) - full) / (n_u - 1)
+    ms_s = (rss(units) - full) / (n_s - 1)
+    var = (ms_u + ms_s - ms_e) / (n_u * n_s)
+    df = (ms_u + ms_s - ms_e) ** 2 / (ms_u ** 2 / (n_u - 1) + ms_s ** 2 / (n_s - 1) + ms_e ** 2 / ((n_u - 1) * (n_s - 1)))
+    t, got_df, p, lo, hi = crossed_t_test(d)
+    assert t == pytest.approx(d.mean() / np.sqrt(var)) and got_df == pytest.approx(df)
+    assert p == pytest.approx(2 * stats.t.sf(abs(t), df))
+    assert (lo + hi) / 2 == pytest.approx(d.mean())
+    # no seed component (seeds agree): the t-test across units of the seed-averaged differences
+    flat = 0.3 + g.normal(size=(7, 1)) + 1e-3 * np.array([[1.0, -1.0, 0.0]])
+    assert crossed_t_test(flat)[2] == pytest.approx(stats.ttest_1samp(flat.mean(axis=1), 0.0).pvalue)
 
 
 def test_a_known_difference_is_detected_and_the_null_holds_alpha():
     rng = np.random.default_rng(0)
     unit = rng.normal(0, 1, size=(12, 1))                     # instrument effects shared by both conditions
-    shifted = paired_contrast((unit + rng.normal(0.8, 1.0, size=(12, 3))) - unit, n_bootstraps=500)
-    assert shifted.p < 0.01 and shifted.ci_low > 0
-    rejections = []
-    for r in range(300):
+    shifted = paired_contrast((unit + rng.normal(1.0, 0.5, size=(12, 3))) - unit, n_bootstraps=500)
+    assert shifted.p < 0.01 and shifted.ci_low > 0 and shifted.p_sign_flip < 0.01
+    rejections = {"no seed effect": [], "seed effects": []}
+    for r in range(400):
         g = np.random.default_rng(100 + r)
-        seed_noise = g.normal(0, 0.5, size=(1, 3))             # seed effects too: the test must not count them
-        d = g.normal(0, 1, size=(12, 3)) + seed_noise - seed_noise.mean()
-        rejections.append(sign_flip_p(d.mean(axis=1))[0] < 0.05)
-    assert 0.02 <= np.mean(rejections) <= 0.09, np.mean(rejections)
+        noise = g.normal(0, 1, size=(12, 3)) + g.normal(0, 1, size=(12, 1))
+        rejections["no seed effect"].append(paired_contrast(noise, n_bootstraps=10).p < 0.05)
+        # training runs differ too: a test over instruments alone would reject far too often
+        rejections["seed effects"].append(paired_contrast(noise + g.normal(0, 0.5, size=(1, 3)), n_bootstraps=10).p < 0.05)
+    for name, rej in rejections.items():
+        assert 0.01 <= np.mean(rej) <= 0.08, (name, np.mean(rej))
 
 
 def test_best_layer_values_leave_the_unit_out():
@@ -129,3 +166,39 @@ def test_rsa_contrasts_name_what_is_missing():
         rsa_contrasts(ps, groups, [("a", "b")], ["tau-a:chroma"])
     with pytest.raises(ConfigError, match="STATISTIC:MODEL_RDM"):
         parse_statistic("partial-tau-a")
+
+
+def test_probe_contrasts_per_task_with_pieces_as_units():
+    from musiclens.study_steps.contrasts import probe_contrasts
+
+    rng = np.random.default_rng(0)
+    rows, groups = [], {"vit": [], "random": []}
+    for group in groups:
+        for s in (0, 1, 2):
+            name = f"{group}-s{s}"
+            groups[group].append((name, s))
+            for task, effect in (("chords", 0.2), ("onsets", 0.0)):
+                for layer in ("layer_00", "layer_01"):
+                    for u in range(12):
+                        v = 0.4 + rng.normal(0, 0.05) + (effect if group == "vit" else 0.0)
+                        rows.append(dict(network=name, task=task, layer=layer, pooling="frames", probe="linear",
+                                         metric="m", unit=f"piece{u}", value=v, seed=0))
+    t = probe_contrasts(pd.DataFrame(rows), groups, [("vit", "random")], n_bootstraps=300)
+    best = t[t.layer == BEST_LAYER].set_index("task")
+    assert best.loc["chords", "significant"] and best.loc["chords", "difference"] == pytest.approx(0.2, abs=0.03)
+    assert not best.loc["onsets", "significant"]
+    assert set(t["analysis"]) == {"probe"} and (t["n_units"] == 12).all() and (t["n_seeds"] == 3).all()
+
+
+def test_unit_scores_are_the_metric_per_group():
+    from musiclens.probe.metrics import METRICS, Predictions, score, unit_scores
+
+    rng = np.random.default_rng(0)
+    n = 30
+    pred = Predictions(targets=rng.integers(0, 3, n), scores=rng.dirichlet(np.ones(3), n), classes=[0, 1, 2],
+                       groups=np.repeat(["a", "b", "c"], 10))
+    per = unit_scores("accuracy", pred)
+    for g in ("a", "b", "c"):
+        assert per[g] == pytest.approx(score("accuracy", pred.take(np.flatnonzero(pred.groups == g))))
+    set_metrics = [name for name in METRICS.names() if METRICS.get(name).kind not in ("example", "group")]
+    assert set_metrics and unit_scores(set_metrics[0], pred) is None

@@ -519,11 +519,13 @@ def run_study(study: str | Path | Mapping[str, Any] | None = None, *, out: str |
     atomic_write_text(cfg_path, config_text)
     steps_path = run_dir / "steps.json"
     records: dict[str, Any] = json.loads(steps_path.read_text()) if steps_path.is_file() else {}
+    upstream_ran = False   # a step that runs makes every later step's saved output stale
     for name in cfg["steps"]["run"]:
         rec = records.get(name)
-        if rec and all((run_dir / o).exists() for o in rec.get("outputs", [])):
+        if not upstream_ran and rec and all((run_dir / o).exists() for o in rec.get("outputs", [])):
             logger.info("step %s already finished; skipping", name)
             continue
+        upstream_ran = True
         logger.info("running step %s", name)
         start = time.perf_counter()
         rec = STEPS.get(name)(cfg, run_dir)

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from musiclens.errors import AnalysisError, ConfigError
 from musiclens.registry import Registry
@@ -469,6 +470,21 @@ def score(metric: str | Metric, pred: Predictions) -> float:
         _, v, w = m.fn(pred)
         return float(np.sum(v * w) / np.sum(w)) if np.sum(w) > 0 else float("nan")
     return float(m.fn(pred))
+
+
+def unit_scores(metric: str | Metric, pred: Predictions) -> pd.Series | None:
+    """``metric`` per evaluation group (piece, stimulus), the units of a paired contrast between
+    two networks probed on the same test split: the group's own value for per-piece metrics
+    (``kind="group"``), the mean over the group's examples for per-example metrics; ``None`` for
+    metrics defined only on a whole set (mAP, ROC-AUC)."""
+    m = METRICS.get(metric) if isinstance(metric, str) else metric
+    if m.kind == "group":
+        groups, v, _ = m.fn(pred)
+        return pd.Series(np.asarray(v, dtype=np.float64), index=pd.Index([str(g) for g in groups], name="unit"))
+    if m.kind == "example":
+        vals = np.asarray(m.fn(pred), dtype=np.float64)
+        return pd.Series(vals).groupby(pred.groups).mean().rename_axis("unit")
+    return None
 
 
 def _group_codes(pred: Predictions) -> tuple[np.ndarray, int]:

@@ -37,7 +37,8 @@ from musiclens.errors import AnalysisError, ConfigError, InsufficientDataError
 from musiclens.extract.base import resolve_layers
 from musiclens.fsutil import atomic_write_bytes, atomic_write_text
 from musiclens.probe.features import FeatureSource, as_feature_source
-from musiclens.probe.metrics import METRICS, Predictions, bootstrap_interval, permutation_chance, score
+from musiclens.probe.metrics import (METRICS, Predictions, bootstrap_interval, permutation_chance, score,
+                                     unit_scores)
 from musiclens.probe.splits import SPLITS, grouped_split, split_from_column
 from musiclens.probe.tasks import TASKS, TaskSpec, check_frame_count, frame_rate_of
 from musiclens.provenance import Timer
@@ -51,6 +52,8 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "network", "layer", "task", "pooling", "probe", "metric", "primary", "value", "split", "lr", "n_train",
     "n_val", "n_test", "chance", "ci_low", "ci_high", "seed", "best_epoch",
 )
+#: Columns of :attr:`ProbeResult.units`.
+UNIT_COLUMNS: tuple[str, ...] = ("network", "task", "layer", "pooling", "probe", "metric", "unit", "value", "seed")
 #: ``layer`` value of the weighted-layer-sum probe.
 WEIGHTED_SUM = "weighted_sum"
 
@@ -69,6 +72,10 @@ class ProbeResult:
         One row per (task, stimulus): ``task``, ``stimulus_id``, ``group``, ``split``.
     grid
         The learning-rate grid per (task, layer): ``lr``, ``val_score``, ``best_epoch``, ``epochs``.
+    units
+        The primary test metric per evaluation unit (piece or stimulus group; see
+        :func:`~musiclens.probe.metrics.unit_scores`): network, task, layer, pooling, probe,
+        metric, unit, value, seed -- what paired contrasts between networks compare.
     config
         The arguments of the run (JSON-serialisable).
     timings
@@ -81,8 +88,10 @@ class ProbeResult:
     grid: pd.DataFrame
     config: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    units: pd.DataFrame = field(default_factory=pd.DataFrame)
 
-    FILES = {"table": "probe", "layer_weights": "probe_layer_weights", "splits": "probe_splits", "grid": "probe_grid"}
+    FILES = {"table": "probe", "layer_weights": "probe_layer_weights", "splits": "probe_splits", "grid": "probe_grid",
+             "units": "probe_units"}
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write ``probe.csv``, ``probe.parquet``, ``probe_layer_weights.csv``, ``probe_splits.csv``,
@@ -465,6 +474,7 @@ def run_probes(
     weight_rows: list[dict[str, Any]] = []
     split_rows: list[pd.DataFrame] = []
     grid_rows: list[dict[str, Any]] = []
+    unit_rows: list[dict[str, Any]] = []
     n_jobs = len(specs) * (len(names) + int(weighted_sum and len(names) > 1))
     bar = tqdm(total=n_jobs, desc="probe", unit="fit", disable=not progress, dynamic_ncols=True)
     for spec in specs:
@@ -506,6 +516,11 @@ def run_probes(
                       "probe": probe, "lr": fitted.lr, "n_train": int(masks["train"].sum()),
                       "n_val": int(masks["valid"].sum()), "n_test": int(masks["test"].sum()), "seed": seed,
                       "best_epoch": fitted.best_epoch}
+            per_unit = unit_scores(spec.primary, pred)
+            if per_unit is not None:
+                unit_rows.extend({"network": network, "task": spec.name, "layer": layer_label, "pooling": pool_name,
+                                  "probe": probe, "metric": spec.primary, "unit": u, "value": float(v), "seed": seed}
+                                 for u, v in per_unit.items())
             for m in spec.metrics:
                 lo, hi = bootstrap_interval(m, pred, over=over, n_bootstraps=n_bootstraps, ci_level=ci_level, seed=seed)
                 rows.append({**common, "metric": m, "primary": m == spec.primary, "value": score(m, pred),
@@ -556,4 +571,4 @@ def run_probes(
     return ProbeResult(table=table, layer_weights=pd.DataFrame(
         weight_rows, columns=["network", "task", "pooling", "probe", "layer", "weight", "seed"]),
         splits=pd.concat(split_rows, ignore_index=True), grid=pd.DataFrame(grid_rows), config=config,
-        timings=timer.seconds)
+        timings=timer.seconds, units=pd.DataFrame(unit_rows, columns=list(UNIT_COLUMNS)))

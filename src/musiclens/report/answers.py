@@ -175,9 +175,21 @@ def vit1d_answer(probe: pd.DataFrame | None, attention: pd.DataFrame | None, ssm
     return out
 
 
+def _probe_contrasts(ctx: ReportContext) -> list[str]:
+    from musiclens.report.headline import probe_contrast_sentences
+
+    contrasts = _read(ctx, "contrasts", "contrasts.csv")
+    if contrasts is None:
+        return []
+    return probe_contrast_sentences(contrasts, alpha=float((ctx.cfg.get("rsa") or {}).get("alpha", 0.05)),
+                                    unlearned=unlearned_groups(ctx))
+
+
 def _vit1d(ctx: ReportContext) -> list[str]:
-    return vit1d_answer(_read(ctx, "probe", "probe.csv"), _read(ctx, "attention", "attention_summary.csv"),
-                        _read(ctx, "ssm", "ssm_summary.csv"), ctx.cfg.get("networks") or {})
+    return (_probe_contrasts(ctx) + vit1d_answer(_read(ctx, "probe", "probe.csv"),
+                                                 _read(ctx, "attention", "attention_summary.csv"),
+                                                 _read(ctx, "ssm", "ssm_summary.csv"), ctx.cfg.get("networks") or {})
+            + training_caveats(ctx))
 
 
 def teachers_answer(probe: pd.DataFrame, networks: Mapping[str, Mapping[str, Any]],
@@ -216,7 +228,8 @@ def _teachers(ctx: ReportContext) -> list[str]:
     probe = _read(ctx, "probe", "probe.csv")
     if probe is None:
         return []
-    return teachers_answer(probe, ctx.cfg.get("networks") or {}, ctx.cfg.get("training") or {})
+    return (_probe_contrasts(ctx) + teachers_answer(probe, ctx.cfg.get("networks") or {}, ctx.cfg.get("training") or {})
+            + training_caveats(ctx))
 
 
 ANSWERS.register("chroma", _chroma, help="partial chroma across networks (study 1)")

@@ -29,7 +29,7 @@ import pandas as pd
 
 from musiclens.report.sections import SECTIONS, ReportContext, Section, img_html, table_html
 
-__all__ = ["headline_statistic", "headline_rows", "regime_of", "group_summary", "contrast_sentences", "headline_section",
+__all__ = ["headline_statistic", "headline_rows", "regime_of", "group_summary", "contrast_sentences", "probe_contrast_sentences", "headline_section",
            "statistic_label"]
 
 #: Baseline feature extractors (no training at all).
@@ -119,7 +119,11 @@ def group_summary(rsa: pd.DataFrame, cfg: Mapping[str, Any], conditions: pd.Data
     if df.empty:
         return df
     df["_o"] = df["regime"].map(_regime_order)
-    return df.sort_values(["_o", "regime"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    return df.sort_values(["_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def _per_seed(value: Any) -> str:
+    return ", ".join(f"{float(v):+.3f}" for v in str(value).split(";") if v) or "n/a"
 
 
 def contrast_sentences(contrasts: pd.DataFrame, stat: str, model: str, *, alpha: float = 0.05,
@@ -127,8 +131,8 @@ def contrast_sentences(contrasts: pd.DataFrame, stat: str, model: str, *, alpha:
     """One sentence per best-layer contrast of the headline statistic, with its numbers; a contrast
     involving a group in ``unlearned`` (a trained run missed its learning bar) is marked as not
     testing its training regime."""
-    rows = contrasts[(contrasts["statistic"] == stat) & (contrasts["model_rdm"] == model)
-                     & (contrasts["layer"] == "best-layer-cv")]
+    rows = contrasts[(contrasts["analysis"] == "rsa") & (contrasts["statistic"] == stat)
+                     & (contrasts["model_rdm"] == model) & (contrasts["layer"] == "best-layer-cv")]
     if rows.empty:
         return []
     parts = []
@@ -141,9 +145,28 @@ def contrast_sentences(contrasts: pd.DataFrame, stat: str, model: str, *, alpha:
         parts.append(f"{r['a']} − {r['b']} = {r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
                      f"p = {r['p']:.3g} (Holm {r['p_corrected']:.3g}; {sig}; d_z {r['effect_size_dz']:.2f}; "
                      f"{int(r['n_seeds'])} seed{'s' if int(r['n_seeds']) != 1 else ''} × {int(r['n_units'])} "
-                     f"instruments{note})")
+                     f"instruments; per seed {_per_seed(r['per_seed'])}{note})")
     return [f"Contrasts of {statistic_label(stat, model)} at each network's best layer (chosen on held-out "
             "instruments): " + "; ".join(parts) + "."]
+
+
+def probe_contrast_sentences(contrasts: pd.DataFrame, *, alpha: float = 0.05,
+                             unlearned: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """One sentence per probe task: its best-layer contrasts (test units: pieces or stimulus groups)."""
+    rows = contrasts[(contrasts["analysis"] == "probe") & (contrasts["layer"] == "best-layer-cv")]
+    out = []
+    for (task, stat), sel in rows.groupby(["task", "statistic"], sort=False):
+        parts = []
+        for _, r in sel.iterrows():
+            verdict = (f"{r['a']} higher" if r["difference"] > 0 else f"{r['a']} lower") \
+                if r["p_corrected"] < alpha else "no reliable difference"
+            flag = [g for g in (r["a"], r["b"]) if g in unlearned]
+            parts.append(f"{r['a']} − {r['b']} = {r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
+                         f"p = {r['p']:.3g} (Holm {r['p_corrected']:.3g}; {verdict}; {int(r['n_seeds'])} seed(s) × "
+                         f"{int(r['n_units'])} test units" + (f"; {' and '.join(flag)} missed a learning bar" if flag
+                                                              else "") + ")")
+        out.append(f"Probe {task}, {stat} at the best layer: " + "; ".join(parts) + ".")
+    return out
 
 
 def _figure(rsa: pd.DataFrame, summary: pd.DataFrame, contrasts: pd.DataFrame | None, stat: str, model: str,
@@ -157,7 +180,8 @@ def _figure(rsa: pd.DataFrame, summary: pd.DataFrame, contrasts: pd.DataFrame | 
     group_col = "condition" if "condition" in rows else "network"
     cons = None
     if contrasts is not None:
-        cons = contrasts[(contrasts["statistic"] == stat) & (contrasts["model_rdm"] == model)
+        cons = contrasts[(contrasts["analysis"] == "rsa") & (contrasts["statistic"] == stat)
+                         & (contrasts["model_rdm"] == model)
                          & (contrasts["layer"] == "best-layer-cv")]
         cons = cons if len(cons) else None
     ncols = 2 if cons is not None else 1
@@ -238,12 +262,14 @@ def headline_section(ctx: ReportContext) -> Section | None:
                for r in summary.itertuples(index=False)]
     if contrasts is not None:
         best = contrasts[contrasts["layer"] == "best-layer-cv"]
-        cols = ["contrast", "statistic", "model_rdm", "layer_a", "layer_b", "mean_a", "mean_b", "difference", "ci_low",
-                "ci_high", "p", "p_corrected", "effect_size_dz", "n_seeds", "n_units", "per_seed"]
+        cols = ["contrast", "analysis", "task", "statistic", "model_rdm", "layer_a", "layer_b", "mean_a", "mean_b", "difference", "ci_low",
+                "ci_high", "p", "df", "p_corrected", "p_sign_flip", "effect_size_dz", "n_seeds", "n_units", "per_seed"]
         sec.html += ["<h3>Contrasts at the best layer</h3>", table_html(best[cols]),
-                     "<p class='meta'>p: exact two-sided sign-flip test of the per-instrument differences (averaged "
-                     "over seeds); CI: bootstrap over instruments and seeds; Holm over the pairs of one statistic. "
-                     "Per-layer contrasts: <code>contrasts/contrasts.csv</code>.</p>"]
+                     "<p class='meta'>p and CI: two-sided t-test of the mean difference with instruments and seeds "
+                     "as crossed random effects (Satterthwaite df; generalises over training runs, so few seeds "
+                     "mean few df); Holm over the pairs of one statistic. p_sign_flip: exact sign-flip test over "
+                     "instruments with these seeds held fixed. per_seed: mean difference per seed. Per-layer "
+                     "contrasts: <code>contrasts/contrasts.csv</code>.</p>"]
     return sec
 
 

@@ -145,7 +145,7 @@ def _probe_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         pieces = corpus_stimulus_set(corpus, indices=range(n), crop_s=cfg["crop_s"])
         labels = {str(sid): MusicLabels.from_dict(json.loads(j))
                   for sid, j in zip(pieces.metadata["stimulus_id"], pieces.metadata["music_labels"])}
-    tables, weights = [], []
+    tables, weights, units = [], [], []
     for name in names:
         extractor = _build(study, run_dir, name)
         results: dict[str, ProbeResult] = {}  # part name (folder under probe/<network>/) -> result
@@ -170,8 +170,10 @@ def _probe_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             save_figures(result, out)
             tables.append(result.table)
             weights.append(result.layer_weights)
+            units.append(result.units.assign(part=part))
     outputs = write_combined(run_dir / "probe", "probe", tables)
     outputs += write_combined(run_dir / "probe", "probe_layer_weights", weights)
+    outputs += write_combined(run_dir / "probe", "probe_units", units)
     return {"outputs": outputs, "networks": names, "note_tasks": note_tasks, "corpus_tasks": corpus_tasks}
 
 

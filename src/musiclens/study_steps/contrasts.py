@@ -37,14 +37,15 @@ from musiclens.contrast import best_layer_values, holm, pair_seeds, paired_contr
 from musiclens.errors import ConfigError, InsufficientDataError
 from musiclens.study import STEP_CHECKS, STEPS, network_groups
 
-__all__ = ["rsa_contrasts", "parse_statistic", "CONTRAST_COLUMNS", "BEST_LAYER"]
+__all__ = ["rsa_contrasts", "probe_contrasts", "group_contrasts", "parse_statistic", "CONTRAST_COLUMNS", "BEST_LAYER"]
 
 logger = logging.getLogger(__name__)
 
 BEST_LAYER = "best-layer-cv"
-CONTRAST_COLUMNS = ("contrast", "a", "b", "analysis", "statistic", "model_rdm", "layer", "layer_a", "layer_b",
-                    "mean_a", "mean_b", "difference", "ci_low", "ci_high", "p", "p_corrected", "correction",
-                    "effect_size_dz", "n_units", "n_seeds", "exact", "per_seed", "significant")
+CONTRAST_COLUMNS = ("contrast", "a", "b", "analysis", "task", "statistic", "model_rdm", "layer", "layer_a", "layer_b",
+                    "mean_a", "mean_b", "difference", "ci_low", "ci_high", "p", "df", "p_corrected", "correction",
+                    "p_sign_flip", "exact", "boot_ci_low", "boot_ci_high", "effect_size_dz", "n_units", "n_seeds",
+                    "per_seed", "significant")
 
 
 def parse_statistic(spec: str) -> tuple[str, str]:
@@ -55,23 +56,70 @@ def parse_statistic(spec: str) -> tuple[str, str]:
     return stat, model
 
 
-def _group_array(per_subject: pd.DataFrame, members: Sequence[tuple[str, int | None]], stat: str,
-                 model: str) -> tuple[np.ndarray, list[str], list[str], list[int | None]]:
+def _group_array(long: pd.DataFrame, members: Sequence[tuple[str, int | None]], what: str
+                 ) -> tuple[np.ndarray, list[str], list[str], list[int | None]]:
     """``[n_layers, n_units, n_seeds]`` values of one group's networks, with layers, units, seeds."""
     arrays, layers, units = [], None, None
     for network, _seed in members:
-        rows = per_subject[(per_subject["network"] == network) & (per_subject["statistic"] == stat)
-                           & (per_subject["model_rdm"] == model)]
+        rows = long[long["network"] == network]
         if rows.empty:
-            raise InsufficientDataError(f"no per-instrument {stat} / {model} values for network {network!r} "
-                                        "(is the statistic computed by the rsa step, and the model RDM among rsa.models?)")
-        wide = rows.pivot_table(index="layer", columns="subject", values="value", aggfunc="first", sort=True)
+            raise InsufficientDataError(f"no per-unit {what} values for network {network!r}")
+        wide = rows.pivot_table(index="layer", columns="unit", values="value", aggfunc="first", sort=True)
         if layers is None:
             layers, units = list(wide.index), list(wide.columns)
         elif list(wide.index) != layers or list(wide.columns) != units:
-            raise InsufficientDataError(f"network {network!r} has other layers or instruments than the rest of its group")
+            raise InsufficientDataError(f"network {network!r} has other layers or units than the rest of its group")
         arrays.append(wide.to_numpy(float))
     return np.stack(arrays, axis=2), list(layers or []), list(units or []), [s for _, s in members]
+
+
+def group_contrasts(long: pd.DataFrame, groups: Mapping[str, Sequence[tuple[str, int | None]]],
+                    pairs: Sequence[Sequence[str]], *, base: Mapping[str, Any], layer_order: Sequence[str] | None = None,
+                    n_permutations: int = 10000, n_bootstraps: int = 5000, seed: int = 0
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per-layer and best-layer contrast rows of one measure (``long``: network, layer, unit,
+    value), for every pair; ``p_corrected`` (Holm) set over the layers of each pair, not yet over
+    the best-layer rows (the caller corrects those over its family)."""
+    what = ", ".join(f"{k}={v}" for k, v in base.items())
+    layer_rows: list[dict[str, Any]] = []
+    best_rows: list[dict[str, Any]] = []
+    for a, b in pairs:
+        va, la, ua, sa = _group_array(long, groups[a], what)
+        vb, lb, ub, sb = _group_array(long, groups[b], what)
+        if ua != ub:
+            common = sorted(set(ua) & set(ub))
+            if len(common) < 2:
+                raise InsufficientDataError(f"groups {a!r} and {b!r} share fewer than 2 units for {what}")
+            va, vb = va[:, [ua.index(u) for u in common]], vb[:, [ub.index(u) for u in common]]
+        cols = pair_seeds(sa, sb)
+        ia, ib = [i for i, _ in cols], [j for _, j in cols]
+        head = {"contrast": f"{a} - {b}", "a": a, "b": b, **base, "correction": "holm"}
+        rows = []
+        if la == lb:
+            order = [layer for layer in (layer_order or la) if layer in la]
+            for layer in order:
+                li = la.index(layer)
+                d = va[li][:, ia] - vb[li][:, ib]
+                res = paired_contrast(d, n_permutations=n_permutations, n_bootstraps=n_bootstraps, seed=seed)
+                rows.append({**head, "layer": layer, "layer_a": layer, "layer_b": layer,
+                             "mean_a": float(va[li][:, ia].mean()), "mean_b": float(vb[li][:, ib].mean()),
+                             **res.as_dict()})
+            for r, pc in zip(rows, holm([r["p"] for r in rows])):
+                r["p_corrected"] = pc
+        ha, ca = best_layer_values(va)
+        hb, cb = best_layer_values(vb)
+        res = paired_contrast(ha[:, ia] - hb[:, ib], n_permutations=n_permutations, n_bootstraps=n_bootstraps, seed=seed)
+        best_rows.append({**head, "layer": BEST_LAYER, "layer_a": la[int(np.bincount(ca).argmax())],
+                          "layer_b": lb[int(np.bincount(cb).argmax())], "mean_a": float(ha[:, ia].mean()),
+                          "mean_b": float(hb[:, ib].mean()), **res.as_dict()})
+        layer_rows.extend(rows)
+    return layer_rows, best_rows
+
+
+def _finish(rows: list[dict[str, Any]], alpha: float) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=[c for c in CONTRAST_COLUMNS if c != "significant"])
+    table["significant"] = table["p_corrected"] < alpha
+    return table[list(CONTRAST_COLUMNS)]
 
 
 def rsa_contrasts(per_subject: pd.DataFrame, groups: Mapping[str, Sequence[tuple[str, int | None]]],
@@ -93,40 +141,53 @@ def rsa_contrasts(per_subject: pd.DataFrame, groups: Mapping[str, Sequence[tuple
     rows: list[dict[str, Any]] = []
     for spec in statistics:
         stat, model = parse_statistic(spec)
-        best_rows: list[dict[str, Any]] = []
-        for a, b in pairs:
-            va, la, ua, sa = _group_array(per_subject, groups[a], stat, model)
-            vb, lb, ub, sb = _group_array(per_subject, groups[b], stat, model)
-            if ua != ub:
-                raise InsufficientDataError(f"groups {a!r} and {b!r} were measured on different instruments")
-            cols = pair_seeds(sa, sb)
-            ia, ib = [i for i, _ in cols], [j for _, j in cols]
-            base = {"contrast": f"{a} - {b}", "a": a, "b": b, "analysis": "rsa", "statistic": stat,
-                    "model_rdm": model, "correction": "holm"}
-            layer_rows = []
-            if la == lb:
-                for li, layer in enumerate(la):
-                    d = va[li][:, ia] - vb[li][:, ib]
-                    res = paired_contrast(d, n_permutations=n_permutations, n_bootstraps=n_bootstraps, seed=seed)
-                    layer_rows.append({**base, "layer": layer, "layer_a": layer, "layer_b": layer,
-                                       "mean_a": float(va[li][:, ia].mean()), "mean_b": float(vb[li][:, ib].mean()),
-                                       **res.as_dict()})
-                for r, pc in zip(layer_rows, holm([r["p"] for r in layer_rows])):
-                    r["p_corrected"] = pc
-            ha, ca = best_layer_values(va)
-            hb, cb = best_layer_values(vb)
-            res = paired_contrast(ha[:, ia] - hb[:, ib], n_permutations=n_permutations, n_bootstraps=n_bootstraps,
-                                  seed=seed)
-            best_rows.append({**base, "layer": BEST_LAYER, "layer_a": la[int(np.bincount(ca).argmax())],
-                              "layer_b": lb[int(np.bincount(cb).argmax())], "mean_a": float(ha[:, ia].mean()),
-                              "mean_b": float(hb[:, ib].mean()), **res.as_dict()})
-            rows.extend(layer_rows)
+        sel = per_subject[(per_subject["statistic"] == stat) & (per_subject["model_rdm"] == model)]
+        if sel.empty:
+            raise InsufficientDataError(f"no per-instrument {stat} / {model} values (is the statistic computed by the "
+                                        "rsa step, and the model RDM among rsa.models?)")
+        layer_rows, best_rows = group_contrasts(
+            sel.rename(columns={"subject": "unit"}), groups, pairs,
+            base={"analysis": "rsa", "task": "", "statistic": stat, "model_rdm": model},
+            n_permutations=n_permutations, n_bootstraps=n_bootstraps, seed=seed)
         for r, pc in zip(best_rows, holm([r["p"] for r in best_rows])):
             r["p_corrected"] = pc
-        rows.extend(best_rows)
-    table = pd.DataFrame(rows, columns=[c for c in CONTRAST_COLUMNS if c != "significant"])
-    table["significant"] = table["p_corrected"] < alpha
-    return table[list(CONTRAST_COLUMNS)]
+        rows += layer_rows + best_rows
+    return _finish(rows, alpha)
+
+
+def probe_contrasts(units: pd.DataFrame, groups: Mapping[str, Sequence[tuple[str, int | None]]],
+                    pairs: Sequence[Sequence[str]], *, tasks: Sequence[str] | None = None, n_permutations: int = 10000,
+                    n_bootstraps: int = 5000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """Paired contrasts of probe test scores between network groups, per task and pooling, with
+    the evaluation units (test pieces or stimulus groups) as units; the weighted-sum probe is a
+    layer of its own.  ``p_corrected`` of the best-layer rows: Holm over pairs x tasks."""
+    sel = units if tasks is None else units[units["task"].isin(list(tasks))]
+    sel = sel[sel["network"].isin({n for a, b in pairs for n, _ in (*groups[a], *groups[b])})]
+    if sel.empty:
+        raise InsufficientDataError(f"no per-unit probe scores for tasks {list(tasks or [])} of the contrasted networks")
+    rows, best = [], []
+    skipped: list[str] = []
+    for (task, pooling, metric), part in sel.groupby(["task", "pooling", "metric"], sort=False):
+        present = set(part["network"])
+        usable = [(a, b) for a, b in pairs if all(n in present for n, _ in (*groups[a], *groups[b]))]
+        if not usable:
+            continue
+        try:
+            layer_rows, best_rows = group_contrasts(
+                part, groups, usable, base={"analysis": "probe", "task": task, "statistic": f"{metric} ({pooling})",
+                                            "model_rdm": ""},
+                n_permutations=n_permutations, n_bootstraps=n_bootstraps, seed=seed)
+        except InsufficientDataError as err:   # e.g. one test piece: no paired test is possible; say so
+            logger.warning("contrasts: probe task %s (%s) left out: %s", task, pooling, err)
+            skipped.append(f"{task} ({pooling}): {err}")
+            continue
+        rows += layer_rows
+        best += best_rows
+    for r, pc in zip(best, holm([r["p"] for r in best])):
+        r["p_corrected"] = pc
+    table = _finish(rows + best, alpha)
+    table.attrs["skipped"] = skipped
+    return table
 
 
 def _validate(study: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str], dict[str, list[tuple[str, int | None]]]]:
@@ -154,8 +215,16 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str
 
 def _check(study: dict[str, Any]) -> None:
     pairs, stats, _ = _validate(study)
-    if not pairs or not stats:
-        raise ConfigError("step 'contrasts' needs contrasts.pairs and contrasts.rsa in the study")
+    probe_tasks = study["contrasts"].get("probe_tasks")
+    if not pairs or not (stats or probe_tasks):
+        raise ConfigError("step 'contrasts' needs contrasts.pairs and contrasts.rsa and/or contrasts.probe_tasks")
+    if probe_tasks and probe_tasks != "all":
+        known = set(study["probes"]["note_tasks"] or []) | set(study["probes"]["corpus_tasks"] or [])
+        unknown = [t for t in probe_tasks if t not in known]
+        if unknown:
+            raise ConfigError(f"contrasts.probe_tasks names {unknown}, which the probes section does not run "
+                              f"({', '.join(sorted(known)) or 'none'}); use a task of probes.note_tasks/corpus_tasks "
+                              "or 'all'")
 
 
 def _contrasts_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -165,20 +234,33 @@ def _contrasts_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     _check(study)
     pairs, stats, groups = _validate(study)
     cfg = study["contrasts"]
-    needed = sorted({n for a, b in pairs for n, _ in (*groups[a], *groups[b])})
-    frames = []
-    for network in needed:
-        path = run_dir / "rsa" / network / "per_subject.csv"
+    kw = dict(n_permutations=int(cfg["n_permutations"]), n_bootstraps=int(cfg["n_bootstraps"]),
+              seed=int(study["study"]["seed"]), alpha=float(study["rsa"]["alpha"]))
+    tables = []
+    if stats:
+        needed = sorted({n for a, b in pairs for n, _ in (*groups[a], *groups[b])})
+        frames = []
+        for network in needed:
+            path = run_dir / "rsa" / network / "per_subject.csv"
+            if not path.is_file():
+                raise ConfigError(f"contrasts: {path} is missing; run the 'rsa' step first (before 'contrasts')")
+            frames.append(pd.read_csv(path))
+        tables.append(rsa_contrasts(pd.concat(frames, ignore_index=True), groups, pairs, stats, **kw))
+    if cfg.get("probe_tasks"):
+        path = run_dir / "probe" / "probe_units.csv"
         if not path.is_file():
-            raise ConfigError(f"contrasts: {path} is missing; run the 'rsa' step first (it must come before 'contrasts')")
-        frames.append(pd.read_csv(path))
-    table = rsa_contrasts(pd.concat(frames, ignore_index=True), groups, pairs, stats,
-                          n_permutations=int(cfg["n_permutations"]), n_bootstraps=int(cfg["n_bootstraps"]),
-                          seed=int(study["study"]["seed"]), alpha=float(study["rsa"]["alpha"]))
+            raise ConfigError(f"contrasts: {path} is missing; run the 'probe' step first (before 'contrasts')")
+        tasks = None if cfg["probe_tasks"] == "all" else list(cfg["probe_tasks"])
+        probes = probe_contrasts(pd.read_csv(path), groups, pairs, tasks=tasks, **kw)
+        skipped = probes.attrs.get("skipped", [])
+        tables.append(probes)
+    else:
+        skipped = []
+    table = pd.concat(tables, ignore_index=True)
     with atomic_dir(run_dir / "contrasts", overwrite=True) as tmp:   # the run's own folder: a rerun replaces it
         write_table(tmp, "contrasts", table)
     return {"outputs": ["contrasts/contrasts.csv"], "n_rows": len(table),
-            "n_significant": int(table["significant"].sum())}
+            "n_significant": int(table["significant"].sum()), "skipped": skipped}
 
 
 STEP_CHECKS.register("contrasts", _check)

@@ -127,6 +127,12 @@ class Data2VecObjective(Objective):
     """data2vec masked regression onto an EMA teacher (see the module docstring)."""
 
     name = "data2vec"
+    #: learned = validation regression loss at least 20 % below the same network at initialisation.
+    #: The teacher moves with the student, so this says the student learned to predict its teacher;
+    #: it cannot tell learning from a collapse to time-constant targets (instance norm makes those
+    #: zero) -- read it with the network's RSA and probes.
+    default_bar = {"metric": "val/loss", "threshold": 0.2, "direction": "lower", "relative_to": "init",
+                   "relative": True}
 
     def __init__(self, backbone: Backbone, options: Data2VecOptions, *, seed: int = 0) -> None:
         super().__init__(backbone)
