@@ -27,9 +27,10 @@ TINY = {
 
 def test_default_study_runs_the_chroma_question() -> None:
     cfg = load_study()
-    assert cfg["steps"]["run"] == ["stimuli", "summary", "corpora", "train", "extract", "rsa", "report"]
-    assert {"cqt", "mfcc", "random", "ssl", "transcription", "asr", "crepe-tiny", "pesto", "fcpe", "basic-pitch",
-            "madmom-onsets"} <= set(cfg["networks"])
+    assert cfg["steps"]["run"] == ["stimuli", "summary", "corpora", "train", "extract", "rsa", "contrasts", "report"]
+    assert {"cqt", "mfcc", "crepe-tiny", "pesto", "fcpe", "basic-pitch", "madmom-onsets"} | {
+        f"{n}-s{s}" for n in ("random", "ssl", "transcription", "asr") for s in (0, 1, 2)} <= set(cfg["networks"])
+    assert cfg["contrasts"]["pairs"][:2] == [["transcription", "ssl"], ["transcription", "asr"]]
     base = load_study("chroma-baselines")
     assert base["steps"]["run"] == ["stimuli", "summary", "extract", "rsa", "report"]
     assert {"cqt", "mfcc", "wav2vec2-random"} <= set(base["networks"])

@@ -82,3 +82,11 @@ def test_measuring_the_untrained_network_does_not_change_training(corpora, tmp_p
     sb = torch.load(without.last_checkpoint, weights_only=True)["state_dict"]
     for key in sa:
         np.testing.assert_array_equal(sa[key].numpy(), sb[key].numpy(), err_msg=key)
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(corpora, tmp_path, capsys) -> None:  # noqa: F811
+    train(toy_config(corpora, trainer={"progress_bar": True}), out=tmp_path / "plain")
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("train plain: step ")]
+    assert lines and lines[-1].startswith("train plain: step 6/6 (100%) loss ") and "s left" in lines[-1]
+    assert "Epoch" not in err            # no redrawn bar in a log

@@ -13,8 +13,9 @@ def run_command(
     study: str = typer.Argument("chroma-emergence", help="Study YAML file, or the name of an embedded study: "
                                 "chroma-emergence (the default), vit1d-emergence, mert-teachers, chroma-baselines."),
     out: Path = typer.Option(Path("runs/default"), "--out", "-o", help="Run directory (resumable)."),
-    scale: str = typer.Option(None, "--scale", help="A scale overlay of the study: quick (the default) or full "
-                              "(GPU-sized; see the study file's 'scales' section)."),
+    scale: str = typer.Option(None, "--scale", help="A scale overlay of the study: quick (the default, CPU "
+                              "minutes), standard (CPU, <= 1 h; chroma-emergence adds the data2vec arm), full "
+                              "(GPU-sized) or tiny (the tests'); see the study file's 'scales' section."),
     list_steps: bool = typer.Option(False, "--list-steps", help="List the available study steps and exit."),
 ) -> None:
     """Run a study end to end in a resumable run directory; prints where the report is.
