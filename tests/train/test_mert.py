@@ -189,8 +189,19 @@ def test_loss_falls_with_each_teacher(teacher: str, one_thread: None) -> None:
     codes, _ = obj.targets(data[0], obj.backbone.n_frames(12000))
     assert codes.shape == (4, obj.backbone.n_frames(12000), len(obj.teacher.codebook_sizes))
     assert len(torch.unique(codes[..., 0])) > 1
+    from musiclens.train.bar import evaluate_bar, resolve_bar
+
+    bar = resolve_bar(None, obj.learning_bar())
+    assert bar.metric == "val/acc_0"
+
+    def acc() -> dict:
+        obj.eval()
+        return {"val/acc_0": float(np.mean([float(obj.validation_loss({"audio": a})["acc_0"]) for a in data]))}
+
+    at_init = acc()
     losses = _train(obj, data, 24)
     assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4]), losses
+    assert evaluate_bar(bar, acc(), at_init)["passed"] and not evaluate_bar(bar, at_init, at_init)["passed"]
     for k, v in obj.teacher.state_dict().items():  # the teacher stayed frozen
         torch.testing.assert_close(v, frozen[k])
 

@@ -80,9 +80,15 @@ def test_loss_falls_on_a_tiny_task(one_thread: None) -> None:
     torch.manual_seed(0)
     obj = OBJECTIVES.get("ntxent")({"projection_dims": [64, 32], "snr_db": [15.0, 30.0]},
                                    {"family": "vit1d", "config": {"dim": 32, "depth": 2, "heads": 2, "max_frames": 64}})
-    obj.train()
     clips = chords(8, 12000, 16000, seed=5)
     audio = torch.stack([clips[:, :8000], clips[:, 4000:]], dim=1)  # two overlapping views per clip
+    from musiclens.train.bar import evaluate_bar, resolve_bar
+
+    bar = resolve_bar(None, obj.learning_bar())
+    obj.eval()
+    at_init = {"val/loss": float(obj.validation_loss({"audio": audio})["loss"])}
+    assert not evaluate_bar(bar, at_init, at_init)["passed"]          # the untrained network misses the bar
+    obj.train()
     opt = torch.optim.Adam(obj.trainable_parameters(), lr=1e-3)
     losses, top1 = [], []
     for step in range(30):
@@ -96,3 +102,6 @@ def test_loss_falls_on_a_tiny_task(one_thread: None) -> None:
     # the decoupled loss has no floor at 0 (positive excluded from the denominator): compare drops
     assert first - last > 2.0, losses
     assert sum(top1[-5:]) / 5 >= 0.9, top1
+    obj.eval()
+    trained = {"val/loss": float(obj.validation_loss({"audio": audio})["loss"])}
+    assert evaluate_bar(bar, trained, at_init)["passed"], (at_init, trained)

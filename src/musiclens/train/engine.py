@@ -492,6 +492,12 @@ def train(
     if resume and manifest.get("finished") and last.is_file() and (
             backbone_dir.is_dir() or not cfg["export"]["at_end"]):
         logger.info("run %s already finished at step %s; nothing to do", run_dir, manifest.get("global_step"))
+        if bar is not None:   # the verdict follows the current bar (e.g. a corrected default), from saved metrics
+            init_file = run_dir / "val_at_init.json"
+            at_init = _read_json(init_file).get("metrics") if init_file.is_file() else None
+            verdict = evaluate_bar(bar, dict(manifest.get("metrics", {})), at_init)
+            if verdict != manifest.get("bar") and _launched_rank() == 0:
+                atomic_write_json(manifest_path, {**manifest, "bar": verdict, "metrics_at_init": at_init})
         return TrainResult(run_dir=run_dir, backbone=backbone_dir if backbone_dir.is_dir() else None,
                            last_checkpoint=last, global_step=int(manifest.get("global_step", 0)), finished=True,
                            already_finished=True, metrics=dict(manifest.get("metrics", {})),

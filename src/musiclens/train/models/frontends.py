@@ -9,6 +9,8 @@ saved in checkpoints).
   Hann window, centred reflect padding, power 2, filter bank without area normalisation) followed by
   ``AmplitudeToDB(stype="power", top_db=100)`` (PAPERS 2.2).  One difference on purpose: the
   ``top_db`` floor is taken per example, whereas torchaudio takes it over a whole ``[B, F, T]`` batch.
+- :class:`MelFeatureEncoder`: a log-mel front end with a conv encoder's frames (wav2vec2 / data2vec /
+  MERT ``frontend: mel``, the CPU quick scales).
 - :class:`CQTTarget`: nnAudio's ``CQT`` (= ``CQT1992v2``, the class MERT's ``model_cqt_pred`` uses)
   with MERT's parameters (PAPERS 3.2): fmin 32.7 Hz, 336 bins, 48 per octave, ``filter_scale=1``,
   ``norm=1``, Hann, magnitude.  CQT1992v2 convolves with full-length kernels (no downsampling), so any
@@ -27,7 +29,8 @@ from torch import nn
 
 from musiclens.errors import ConfigError
 
-__all__ = ["MelFields", "MelConfig", "LogMel", "CQTConfig", "CQTTarget", "power_to_db"]
+__all__ = ["MelFields", "MelConfig", "LogMel", "CQTConfig", "CQTTarget", "power_to_db", "MelFeatureEncoder",
+           "receptive_field", "conv_n_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -268,3 +271,67 @@ class CQTTarget(nn.Module):
                               "use pad_mode='constant'")
         return self.cqt(waveforms.float()).transpose(1, 2)
 
+
+def receptive_field(kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
+    """Samples one output frame of a stack of 1-D convolutions sees (wav2vec 2.0 base: 400)."""
+    field, jump = 1, 1
+    for k, s in zip(kernels, strides):
+        field += (int(k) - 1) * jump
+        jump *= int(s)
+    return field
+
+
+def conv_n_frames(n_samples: int, kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
+    """Frames a stack of unpadded 1-D convolutions gives for ``n_samples`` (0 if too short)."""
+    n = int(n_samples)
+    for k, s in zip(kernels, strides):
+        n = (n - int(k)) // int(s) + 1
+        if n <= 0:
+            return 0
+    return n
+
+
+class MelFeatureEncoder(nn.Module):
+    """Log-mel front end in place of a wav2vec 2.0 / HuBERT convolutional feature encoder.
+
+    Waveforms ``[batch, n_samples]`` -> ``[batch, out_dim, n_frames]`` (the encoder's output
+    layout).  Frame ``j`` is the log-mel spectrum (:class:`~musiclens.train.models.frontends.LogMel`,
+    Hann window of ``n_fft`` samples, power, slaney mel scale, dB with an 80 dB floor per clip)
+    centred on sample ``j * hop + receptive // 2`` -- the centre of the convolutional encoder's
+    frame ``j`` -- then scaled to about unit range, passed through a learned ``Conv1d`` (kernel 3)
+    and GELU.  The frame count is the convolutional encoder's, so lengths, masks and labels line
+    up exactly as with the raw-waveform encoder.
+    """
+
+    def __init__(self, *, kernels: tuple[int, ...], strides: tuple[int, ...], sample_rate: int, n_fft: int,
+                 n_mels: int, f_min: float, out_dim: int) -> None:
+        super().__init__()
+        self.kernels, self.strides = tuple(int(k) for k in kernels), tuple(int(s) for s in strides)
+        self.hop = int(np.prod(self.strides))
+        receptive = receptive_field(self.kernels, self.strides)
+        self.n_fft = int(n_fft)
+        if self.n_fft < receptive:
+            raise ConfigError(f"mel front end: n_fft {self.n_fft} is shorter than the conv encoder's receptive field "
+                              f"({receptive} samples)")
+        # left pad so window j starts at j*hop + receptive//2 - n_fft//2 (centred like conv frame j)
+        self.left_pad = self.n_fft // 2 - receptive // 2
+        self.mel = LogMel(MelConfig(sample_rate=int(sample_rate), n_fft=self.n_fft, hop_length=self.hop,
+                                    f_min=float(f_min), f_max=sample_rate / 2.0, n_mels=int(n_mels), top_db=80.0,
+                                    center=False))
+        self.proj = nn.Conv1d(int(n_mels), int(out_dim), kernel_size=3, padding=1)
+        self.act = nn.GELU()
+        # transformers' Wav2Vec2Model reads these attributes of its feature encoder
+        self._requires_grad = True
+        self.gradient_checkpointing = False
+
+    def _freeze_parameters(self) -> None:
+        for param in self.parameters():
+            param.requires_grad = False
+        self._requires_grad = False
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        n = conv_n_frames(input_values.shape[-1], self.kernels, self.strides)
+        x = nn.functional.pad(input_values, (self.left_pad, self.n_fft))
+        mel = self.mel(x)[:, :, :n]
+        mel = (mel - mel.amax(dim=(1, 2), keepdim=True) + 40.0) / 20.0   # 0 dB peak -> 2, floor -> -2
+        return self.act(self.proj(mel))

@@ -48,8 +48,9 @@ import torch
 from musiclens.errors import CheckpointError, ConfigError, TrainingError
 from musiclens.extract.checkpoint import MODELS
 from musiclens.train.base import Backbone, BackboneOutput, config_from_dict
+from musiclens.train.models.frontends import MelFeatureEncoder, conv_n_frames, receptive_field
 
-__all__ = ["HFBackboneConfig", "HFBackbone", "MelFeatureEncoder", "receptive_field", "conv_n_frames", "Wav2Vec2Backbone", "Data2VecAudioBackbone", "HF_FAMILIES",
+__all__ = ["HFBackboneConfig", "HFBackbone", "Wav2Vec2Backbone", "Data2VecAudioBackbone", "HF_FAMILIES",
            "from_pretrained_dir", "build_hf_backbone"]
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ class HFBackboneConfig:
         Where the initial weights came from (a directory), for the record.
     frontend
         ``"conv"`` (default: wav2vec 2.0's convolutional feature encoder on the raw waveform) or
-        ``"mel"``: a log-mel spectrogram (:class:`MelFeatureEncoder`) with one learned convolution
+        ``"mel"``: a log-mel spectrogram (:class:`~musiclens.train.models.frontends.MelFeatureEncoder`)
+        with one learned convolution
         to ``conv_dim[-1]`` channels, at the same frames as the convolutional encoder (same hop,
         same frame centres, same ``n_frames``), so every objective, mask and label alignment is
         unchanged.  The CPU quick scales use it: a tiny raw-waveform encoder does not learn
@@ -175,69 +177,6 @@ class HFBackboneConfig:
                 raise ValueError(f"mel_f_min must lie in [0, sample_rate/2), got {self.mel_f_min}")
 
 
-def receptive_field(kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
-    """Samples one output frame of a stack of 1-D convolutions sees (wav2vec 2.0 base: 400)."""
-    field, jump = 1, 1
-    for k, s in zip(kernels, strides):
-        field += (int(k) - 1) * jump
-        jump *= int(s)
-    return field
-
-
-def conv_n_frames(n_samples: int, kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
-    """Frames a stack of unpadded 1-D convolutions gives for ``n_samples`` (0 if too short)."""
-    n = int(n_samples)
-    for k, s in zip(kernels, strides):
-        n = (n - int(k)) // int(s) + 1
-        if n <= 0:
-            return 0
-    return n
-
-
-class MelFeatureEncoder(torch.nn.Module):
-    """Log-mel front end in place of wav2vec 2.0's convolutional feature encoder.
-
-    Waveforms ``[batch, n_samples]`` -> ``[batch, out_dim, n_frames]`` (the encoder's output
-    layout).  Frame ``j`` is the log-mel spectrum (:class:`~musiclens.train.models.frontends.LogMel`,
-    Hann window of ``n_fft`` samples, power, slaney mel scale, dB with an 80 dB floor per clip)
-    centred on sample ``j * hop + receptive // 2`` -- the centre of the convolutional encoder's
-    frame ``j`` -- then scaled to about unit range, passed through a learned ``Conv1d`` (kernel 3)
-    and GELU.  The frame count is the convolutional encoder's, so lengths, masks and labels line
-    up exactly as with the raw-waveform encoder.
-    """
-
-    def __init__(self, config: HFBackboneConfig) -> None:
-        super().__init__()
-        from musiclens.train.models.frontends import LogMel, MelConfig
-
-        self.kernels, self.strides = tuple(config.conv_kernel), tuple(config.conv_stride)
-        self.hop = int(math.prod(self.strides))
-        receptive = receptive_field(self.kernels, self.strides)
-        self.n_fft = int(config.mel_n_fft)
-        # left pad so window j starts at j*hop + receptive//2 - n_fft//2 (centred like conv frame j)
-        self.left_pad = self.n_fft // 2 - receptive // 2
-        self.mel = LogMel(MelConfig(sample_rate=config.sample_rate, n_fft=self.n_fft, hop_length=self.hop,
-                                    f_min=float(config.mel_f_min), f_max=config.sample_rate / 2.0,
-                                    n_mels=int(config.mel_n_mels), top_db=80.0, center=False))
-        self.proj = torch.nn.Conv1d(int(config.mel_n_mels), int(config.conv_dim[-1]), kernel_size=3, padding=1)
-        self.act = torch.nn.GELU()
-        # transformers' Wav2Vec2Model reads these attributes of its feature encoder
-        self._requires_grad = True
-        self.gradient_checkpointing = False
-
-    def _freeze_parameters(self) -> None:
-        for param in self.parameters():
-            param.requires_grad = False
-        self._requires_grad = False
-
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        n = conv_n_frames(input_values.shape[-1], self.kernels, self.strides)
-        x = torch.nn.functional.pad(input_values, (self.left_pad, self.n_fft))
-        mel = self.mel(x)[:, :, :n]
-        mel = (mel - mel.amax(dim=(1, 2), keepdim=True) + 40.0) / 20.0   # 0 dB peak -> 2, floor -> -2
-        return self.act(self.proj(mel))
-
-
 def _transformers_classes(family: str) -> tuple[type, type]:
     import transformers
 
@@ -305,7 +244,9 @@ class HFBackbone(Backbone):
             except (TypeError, ValueError) as err:   # transformers validates some fields only here
                 raise ConfigError(f"invalid {self.family} backbone config: {err}") from err
         if config.frontend == "mel":
-            model.feature_extractor = MelFeatureEncoder(config)
+            model.feature_extractor = MelFeatureEncoder(
+                kernels=config.conv_kernel, strides=config.conv_stride, sample_rate=config.sample_rate,
+                n_fft=config.mel_n_fft, n_mels=config.mel_n_mels, f_min=config.mel_f_min, out_dim=config.conv_dim[-1])
         self.model = model
         hf = self.model.config
         if int(hf.num_hidden_layers) != config.num_hidden_layers or int(hf.hidden_size) != config.hidden_size:

@@ -29,6 +29,7 @@ import torch
 from musiclens.errors import ConfigError
 from musiclens.extract.checkpoint import MODELS
 from musiclens.train.base import Backbone, BackboneOutput, config_from_dict
+from musiclens.train.models.frontends import MelFeatureEncoder
 
 __all__ = ["MERTConfig", "MERT", "MERT_PRESETS", "build_mert"]
 
@@ -47,6 +48,9 @@ class MERTConfig:
         ``(channels, kernel, stride)`` per conv layer; the product of strides is the hop.
     hidden_size, num_layers, num_heads, intermediate_size
         Transformer width, depth, heads and FFN width.
+    frontend, mel_n_fft, mel_n_mels, mel_f_min
+        ``"conv"`` (HuBERT's raw-waveform encoder, MERT's) or ``"mel"``: a log-mel front end with the
+        same frames (:class:`~musiclens.train.models.frontends.MelFeatureEncoder`), for CPU scales.
     conv_pos_kernel, conv_pos_groups
         Convolutional positional embedding taps and groups.
     dropout, attention_dropout, activation_dropout, feat_proj_dropout
@@ -72,6 +76,10 @@ class MERTConfig:
     feat_proj_dropout: float = 0.0
     layerdrop: float = 0.0
     attn_implementation: str = "sdpa"
+    frontend: str = "conv"
+    mel_n_fft: int = 1024
+    mel_n_mels: int = 128
+    mel_f_min: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.conv_layers or any(len(t) != 3 or min(t) <= 0 for t in self.conv_layers):
@@ -85,6 +93,13 @@ class MERTConfig:
                               f"({self.conv_pos_groups})")
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ConfigError(f"mert: attn_implementation must be 'sdpa' or 'eager', got {self.attn_implementation!r}")
+        if self.frontend not in ("conv", "mel"):
+            raise ConfigError(f"mert: frontend must be 'conv' (HuBERT's raw-waveform encoder) or 'mel', got "
+                              f"{self.frontend!r}")
+        if self.frontend == "mel" and (self.mel_n_fft < self.receptive_field or self.mel_n_mels < 1
+                                       or not 0 <= self.mel_f_min < self.sample_rate / 2):
+            raise ConfigError(f"mert: the mel front end needs mel_n_fft >= the receptive field ({self.receptive_field}), "
+                              f"mel_n_mels >= 1 and 0 <= mel_f_min < sample_rate/2")
         if self.sample_rate % self.hop_length:
             raise ConfigError(f"mert: sample_rate {self.sample_rate} is not a multiple of the conv hop "
                               f"{self.hop_length}; the frame rate would not be an integer number of samples")
@@ -158,6 +173,12 @@ class MERT(Backbone):
         self.config = config or MERTConfig()
         self.hf = HubertModel(hubert_config(self.config))
         self.hf.config.mask_time_prob = 0.0
+        c = self.config
+        if c.frontend == "mel":   # a log-mel front end with the conv encoder's frames (CPU quick scales)
+            self.hf.feature_extractor = MelFeatureEncoder(
+                kernels=tuple(int(t[1]) for t in c.conv_layers), strides=tuple(int(t[2]) for t in c.conv_layers),
+                sample_rate=c.sample_rate, n_fft=c.mel_n_fft, n_mels=c.mel_n_mels, f_min=c.mel_f_min,
+                out_dim=int(c.conv_layers[-1][0]))
         self.n_special = 0
         self.frame_offset_s = (self.config.receptive_field / 2) / self.config.sample_rate
         n = self.config.num_layers

@@ -167,8 +167,11 @@ class NTXentObjective(Objective):
     """NT-Xent over the class token of two views; see the module docstring."""
 
     name = "ntxent"
-    #: learned = in-batch top-1 retrieval of the positive view at least 0.2 above the same network at init
-    default_bar = {"metric": "val/top1", "threshold": 0.2, "direction": "higher", "relative_to": "init"}
+    #: learned = validation NT-Xent loss at least 1 nat below the same network at initialisation (the
+    #: positive view's odds against the negatives rose e-fold).  In-batch top-1 retrieval is logged too,
+    #: but saturates at 1.0 already at initialisation when views of one piece are close (measured on the
+    #: quick vit1d study: random weights retrieve every positive among 16 pieces), so it cannot be the bar.
+    default_bar = {"metric": "val/loss", "threshold": 1.0, "direction": "lower", "relative_to": "init"}
 
     def __init__(self, backbone: Backbone, options: NTXentOptions | None = None) -> None:
         super().__init__(backbone)
