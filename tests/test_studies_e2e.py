@@ -124,7 +124,10 @@ def test_mert_teachers_tiny(tmp_path: Path) -> None:
     assert "train/cqt" in logs["cqt"] and "train/acoustic" not in logs["cqt"]
     assert {"train/acoustic", "train/cqt"} <= set(logs["both"])
     answer = (run / "report.md").read_text().split("## Findings")[0]
-    assert "with a CQT teacher best" in answer
+    contrasts = pd.read_csv(run / "contrasts" / "contrasts.csv")
+    assert {"rsa", "probe"} <= set(contrasts["analysis"]) and "both - acoustic" in set(contrasts["contrast"])
+    assert "both − acoustic = " in answer and "at the best layer" in answer
+    assert "with a CQT teacher best" not in answer     # the paired tests replace best-vs-best
 
 
 def test_study_scales_and_errors() -> None:

@@ -75,6 +75,21 @@ def test_checkpoint_round_trip_gives_every_layer(tmp_path, one_thread: None) -> 
     assert ext.frame_rate_hz == 75.0 and acts.n_special == 0
 
 
+def test_mel_front_end_keeps_the_frames_and_round_trips(tmp_path, one_thread: None) -> None:
+    conv = build_mert(TINY)
+    m = build_mert({**TINY, "frontend": "mel", "mel_n_mels": 40}).eval()
+    x = chords(2, 16000, 24000, seed=2)
+    out = m(x)
+    assert out.hidden_states[0].shape[1] == m.n_frames(16000) == conv.n_frames(16000)
+    assert out.extras["features"].shape[-1] == m.conv_dim    # the feature penalty still sees the front end
+    ext, acts = assert_checkpoint_round_trip(m, x, tmp_path / "ck")
+    assert ext.frame_rate_hz == 75.0
+    with pytest.raises(ConfigError, match="mel front end"):
+        MERTConfig(frontend="mel", mel_n_fft=128)
+    with pytest.raises(ConfigError, match="frontend"):
+        MERTConfig(frontend="cqt")
+
+
 def test_bad_backbone_configs() -> None:
     with pytest.raises(ConfigError, match="unknown key"):
         build_mert({"hidden": 64})
@@ -211,8 +226,19 @@ def test_loss_falls_with_vit1d_backbone_and_cqt_only(one_thread: None) -> None:
     obj = OBJECTIVES.get("mert")({"teacher": "none", **FAST_CQT},
                                  {"family": "vit1d", "config": {"dim": 32, "depth": 2, "heads": 2, "max_frames": 64}})
     data = [chords(4, 16000, 16000, seed=s) for s in range(3)]
+    from musiclens.train.bar import evaluate_bar, resolve_bar
+
+    bar = resolve_bar(None, obj.learning_bar())
+    assert (bar.metric, bar.relative) == ("val/cqt", True)
+
+    def mse() -> dict:
+        obj.eval()
+        return {"val/cqt": float(np.mean([float(obj.validation_loss({"audio": a})["cqt"]) for a in data]))}
+
+    at_init = mse()
     losses = _train(obj, data, 24)
     assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4]), losses
+    assert evaluate_bar(bar, mse(), at_init)["passed"] and not evaluate_bar(bar, at_init, at_init)["passed"]
 
 
 def test_encodec_teacher_from_a_local_directory(tmp_path, one_thread: None) -> None:

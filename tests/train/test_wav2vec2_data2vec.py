@@ -155,8 +155,15 @@ def test_ema_schedule_and_instance_norm():
 def test_data2vec_loss_falls(family):
     obj = OBJECTIVES.get("data2vec")({"crop_s": 1.0}, {"family": family})
     assert obj.target_source == "ffn" and obj.top_k == 2       # top_k 8 clipped to 2 layers
+    bar = resolve_bar(None, obj.learning_bar())
+    obj.eval()
+    at_init = {"val/loss": float(obj.validation_loss(_tones())["loss"].detach())}
     losses = _train(obj, _tones(), 16)
     assert _falls(losses, 0.8), losses
+    obj.eval()
+    trained = {"val/loss": float(obj.validation_loss(_tones())["loss"].detach())}
+    assert evaluate_bar(bar, trained, at_init)["passed"], (at_init, trained)
+    assert not evaluate_bar(bar, at_init, at_init)["passed"]
 
 
 def test_data2vec_teacher_ema_and_state():

@@ -228,8 +228,10 @@ def _teachers(ctx: ReportContext) -> list[str]:
     probe = _read(ctx, "probe", "probe.csv")
     if probe is None:
         return []
-    return (_probe_contrasts(ctx) + teachers_answer(probe, ctx.cfg.get("networks") or {}, ctx.cfg.get("training") or {})
-            + training_caveats(ctx))
+    contrasts = _probe_contrasts(ctx)
+    if contrasts:   # the paired tests across seeds replace the best-network-vs-best-network comparison
+        return contrasts + training_caveats(ctx)
+    return teachers_answer(probe, ctx.cfg.get("networks") or {}, ctx.cfg.get("training") or {}) + training_caveats(ctx)
 
 
 ANSWERS.register("chroma", _chroma, help="partial chroma across networks (study 1)")
