@@ -360,9 +360,9 @@ def load_study(spec: str | Path | Mapping[str, Any] | None = None, *, scale: str
 StepFn = Callable[[dict[str, Any], Path], dict[str, Any]]
 #: Steps by name: ``fn(study, run_dir) -> record`` (the record goes into steps.json).
 STEPS: Registry[StepFn] = Registry("study step")
-#: Checks a step runs on the whole study before the first step starts (``fn(study) -> None``,
-#: raising :class:`ConfigError`), so a bad entry fails before any work.
-STEP_CHECKS: Registry[Callable[[dict[str, Any]], None]] = Registry("study step check")
+#: Checks a step runs on the whole study before the first step starts (``fn(study)``, raising
+#: :class:`ConfigError`; its return value is ignored), so a bad entry fails before any work.
+STEP_CHECKS: Registry[Callable[[dict[str, Any]], Any]] = Registry("study step check")
 
 
 def _stimuli_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:

@@ -213,8 +213,8 @@ def _validate(study: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str
     return pairs, stats, groups
 
 
-def _check(study: dict[str, Any]) -> None:
-    pairs, stats, _ = _validate(study)
+def _check(study: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str], dict[str, list[tuple[str, int | None]]]]:
+    pairs, stats, groups = _validate(study)
     probe_tasks = study["contrasts"].get("probe_tasks")
     if not pairs or not (stats or probe_tasks):
         raise ConfigError("step 'contrasts' needs contrasts.pairs and contrasts.rsa and/or contrasts.probe_tasks")
@@ -225,14 +225,14 @@ def _check(study: dict[str, Any]) -> None:
             raise ConfigError(f"contrasts.probe_tasks names {unknown}, which the probes section does not run "
                               f"({', '.join(sorted(known)) or 'none'}); use a task of probes.note_tasks/corpus_tasks "
                               "or 'all'")
+    return pairs, stats, groups
 
 
 def _contrasts_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     from musiclens.analysis_io import write_table
     from musiclens.fsutil import atomic_dir
 
-    _check(study)
-    pairs, stats, groups = _validate(study)
+    pairs, stats, groups = _check(study)
     cfg = study["contrasts"]
     kw = dict(n_permutations=int(cfg["n_permutations"]), n_bootstraps=int(cfg["n_bootstraps"]),
               seed=int(study["study"]["seed"]), alpha=float(study["rsa"]["alpha"]))
