@@ -18,7 +18,7 @@ from typing import Any
 
 from musiclens.errors import StoreError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir", "current_umask"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -30,12 +30,28 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask (read from ``/proc`` where possible, so no other thread sees it changed)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    The file gets the permissions an ordinary ``open(path, "w")`` would give (``0o666`` minus the
+    umask), not the owner-only mode of the temporary file, so a lab group can read the results.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -63,7 +79,8 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Build a folder in a temporary sibling and rename it to ``path`` on success.
 
-    On any exception the temporary folder is removed and ``path`` is untouched.
+    On any exception the temporary folder is removed and ``path`` is untouched.  The folder gets
+    the permissions ``mkdir`` would give (``0o777`` minus the umask).
 
     Parameters
     ----------
@@ -86,6 +103,7 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())   # as mkdir would make it, not mkdtemp's owner-only 0o700
         yield tmp
         if path.exists():
             trash = path.with_name(f".{path.name}.old-{os.getpid()}")
