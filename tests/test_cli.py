@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from musiclens.cli import app
@@ -52,3 +53,11 @@ def test_errors_exit_2_with_a_message(tmp_path) -> None:
 def test_instruments_listing() -> None:
     result = runner.invoke(app, ["stimuli", "instruments"])
     assert result.exit_code == 0 and "acoustic_grand_piano" in result.output and "paper" in result.output
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--midi", "60-abc"), ("--midi", "72-60"), ("--velocities", "loud")])
+def test_bad_integer_lists_are_a_clean_error(tmp_path, flag, value) -> None:
+    proc = subprocess.run([sys.executable, "-m", "musiclens", "stimuli", "notes", "--out", str(tmp_path / "s"), flag,
+                           value], capture_output=True, text=True)
+    assert proc.returncode == 2 and f"error: {flag} '{value}'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "s").exists()

@@ -6,24 +6,32 @@ from pathlib import Path
 
 import typer
 
+from musiclens.errors import ConfigError
+
 __all__ = ["register"]
 
 stimuli_app = typer.Typer(help="Make stimulus sets: SoundFont/additive note grids, or notes read from NSynth.",
                           no_args_is_help=True)
 
 
-def _csv_ints(text: str | None) -> list[int] | None:
-    """'60-95' or '60,64,67' or '60-71,84' -> list of ints."""
+def _csv_ints(text: str | None, *, option: str = "--midi") -> list[int] | None:
+    """'60-95' or '60,64,67' or '60-71,84' -> list of ints; anything else is a ConfigError naming ``option``."""
     if text is None:
         return None
     out: list[int] = []
     for part in text.split(","):
         part = part.strip()
-        if "-" in part[1:]:
-            lo, hi = part.split("-", 1)
-            out.extend(range(int(lo), int(hi) + 1))
-        elif part:
-            out.append(int(part))
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                if int(hi) < int(lo):
+                    raise ValueError(part)
+                out.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                out.append(int(part))
+        except ValueError:
+            raise ConfigError(f"{option} {text!r}: {part!r} is not an integer or an ascending range; write e.g. "
+                              "60-95 or 60,64,67 or 60-71,84") from None
     return out
 
 
@@ -64,7 +72,7 @@ def notes_command(
     from musiclens.stimuli.notes import render_notes
 
     s = render_notes(
-        grid=grid, instruments=_csv(instruments), midi=_csv_ints(midi), velocities=_csv_ints(velocities),
+        grid=grid, instruments=_csv(instruments), midi=_csv_ints(midi), velocities=_csv_ints(velocities, option="--velocities"),
         synth=synth, backend=backend, soundfont=soundfont, sample_rate=sample_rate, duration_s=duration,
         hold_s=hold, seed=seed, on_out_of_range="skip" if skip_out_of_range else "error", normalize=normalize,
     )
@@ -91,7 +99,7 @@ def nsynth_command(
     s = read_nsynth(
         root, split=split, families=None if families == "all" else _csv(families),
         midi=None if midi == "all" else _csv_ints(midi),
-        velocities=None if velocities == "all" else _csv_ints(velocities), sources=_csv(sources),
+        velocities=None if velocities == "all" else _csv_ints(velocities, option="--velocities"), sources=_csv(sources),
         n_per_family=n_per_family or None, require_full_coverage=full_coverage,
     )
     s.save(out, overwrite=overwrite)
