@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from musiclens.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from musiclens.fsutil import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text, check_out
 from musiclens.provenance import Timer, environment
 
 __all__ = ["write_table", "npz_bytes", "corpus_hash", "write_run_folder", "clips_to_folder"]
@@ -92,14 +92,19 @@ def write_run_folder(
 ) -> list[Path]:
     """Write a finished analysis ``result`` to ``out``: tables, figures, ``manifest.json``.
 
+    The folder is built as a temporary sibling and renamed into place when complete
+    (:func:`~musiclens.fsutil.atomic_dir`), so a killed run leaves no finished-looking table;
+    an earlier output of the same command in ``out`` is replaced whole, and any other
+    non-empty folder is refused (:func:`~musiclens.fsutil.check_out`).
+
     Parameters
     ----------
     result
         Has ``save(folder) -> list[Path]`` (tables and arrays), ``config`` and ``timings``.
     out
-        Run folder (created by ``result.save``).
+        Run folder.
     command
-        ``manifest["command"]``.
+        ``manifest["command"]``, and the kind of output (the folder's marker).
     timer
         The caller's timer (e.g. its ``load`` stage); ``write_tables`` and ``figures`` are added,
         and ``manifest["timings_s"]`` is ``{**result.timings, **timer.seconds}``.
@@ -119,23 +124,24 @@ def write_run_folder(
         Every file written except the manifest.
     """
     out = Path(out)
-    with timer("write_tables"):
-        written = list(result.save(out))
-    if figures_module is not None:
-        save_figures: Callable[[Any, Path], list[Path]] = importlib.import_module(figures_module).save_figures
-        with timer("figures"):
-            written += save_figures(result, out)
-    manifest = {
-        "command": command,
-        "config": dict(result.config if config is None else config),
-        **dict(extra or {}),
-        "inputs": dict(inputs),
-        "outputs": sorted(str(p.relative_to(out)) for p in written),
-        "timings_s": {**result.timings, **timer.seconds},
-        "environment": environment(),
-    }
-    atomic_write_json(out / "manifest.json", manifest)
-    return written
+    with atomic_dir(out, overwrite=True, kind=command) as tmp:
+        with timer("write_tables"):
+            written = list(result.save(tmp))
+        if figures_module is not None:
+            save_figures: Callable[[Any, Path], list[Path]] = importlib.import_module(figures_module).save_figures
+            with timer("figures"):
+                written += save_figures(result, tmp)
+        manifest = {
+            "command": command,
+            "config": dict(result.config if config is None else config),
+            **dict(extra or {}),
+            "inputs": dict(inputs),
+            "outputs": sorted(str(p.relative_to(tmp)) for p in written),
+            "timings_s": {**result.timings, **timer.seconds},
+            "environment": environment(),
+        }
+        atomic_write_json(tmp / "manifest.json", manifest)
+    return [out / p.relative_to(tmp) for p in written]
 
 
 def clips_to_folder(
@@ -162,6 +168,7 @@ def clips_to_folder(
     from musiclens.attention.clips import corpus_clips
 
     timer = Timer()
+    check_out(out, command)   # before any work: never into a folder musiclens did not make
     with timer("load"):
         clips = corpus_clips(corpus, n_clips=n_clips, crop_s=crop_s, start_s=start_s)
     result = analysis(clips=clips, model=model, **kwargs)

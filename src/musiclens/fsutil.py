@@ -1,8 +1,17 @@
-"""Atomic writes: results appear complete or not at all.
+"""Atomic writes and output ownership: results appear complete or not at all, and only where
+musiclens may write.
 
 Everything musiclens writes to a run directory goes through these helpers: the content is
 written to a temporary sibling, flushed, then renamed into place (``os.replace`` is atomic on
 POSIX file systems), so a killed process never leaves a half-written file that looks finished.
+
+Every output folder musiclens makes carries a marker file, ``.musiclens.json``, naming its kind
+(``stimuli``, ``features``, ``corpus``, ``train``, ``run``, ``rsa``, ``probe``, ``attention``,
+``ssm``...).  :func:`check_out` is called by every command before any work starts: an output
+path that is a file, lies in a folder that cannot be written, or is a non-empty folder that
+musiclens did not make (or made as another kind of output) is refused with an error naming it.
+musiclens never writes into, replaces or deletes a folder it did not make, ``--overwrite`` or not.
+Folders written before markers existed are recognised by their manifests.
 """
 
 from __future__ import annotations
@@ -18,7 +27,13 @@ from typing import Any
 
 from musiclens.errors import StoreError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir", "current_umask"]
+__all__ = [
+    "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir", "current_umask",
+    "MARKER_FILE", "mark_output", "output_kind", "check_out",
+]
+
+#: The file that marks a folder as a musiclens output; its JSON names the kind.
+MARKER_FILE = ".musiclens.json"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -75,8 +90,131 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def mark_output(folder: str | os.PathLike[str], kind: str) -> Path:
+    """Write the marker that makes ``folder`` a musiclens output of ``kind`` (atomically)."""
+    return atomic_write_json(Path(folder) / MARKER_FILE, {"musiclens_output": kind})
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _legacy_kind(folder: Path) -> str | None:
+    """The kind of a musiclens output written before markers existed, from its manifests."""
+    if (folder / "corpus.json").is_file():
+        return "corpus"
+    build = _load_json(folder / "build.json")
+    if build is not None and str(build.get("format", "")).startswith("musiclens-corpus"):
+        return "corpus"
+    progress = _load_json(folder / "progress.json")
+    if progress is not None and "key" in progress and "chunks" in progress:
+        return "features"   # an unfinished feature store
+    manifest = _load_json(folder / "manifest.json")
+    if manifest is not None:
+        fmt = manifest.get("format")
+        if fmt == "musiclens.StimulusSet":
+            return "stimuli"
+        if fmt == "musiclens.FeatureStore":
+            return "features"
+        if isinstance(manifest.get("command"), str):
+            return str(manifest["command"])
+        if "study" in manifest and "steps" in manifest:
+            return "run"
+        if "objective" in manifest and "runs" in manifest:
+            return "train"
+    config = folder / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        try:
+            cfg = yaml.safe_load(config.read_text())
+        except (OSError, yaml.YAMLError):
+            cfg = None
+        if isinstance(cfg, dict):
+            if "study" in cfg and "steps" in cfg:
+                return "run"
+            if "objective" in cfg:
+                return "train"
+    return None
+
+
+def output_kind(folder: str | os.PathLike[str]) -> str | None:
+    """The kind of musiclens output ``folder`` holds (its marker, else its manifests), or None."""
+    folder = Path(folder)
+    marker = _load_json(folder / MARKER_FILE)
+    if marker is not None and isinstance(marker.get("musiclens_output"), str):
+        return str(marker["musiclens_output"])
+    return _legacy_kind(folder)
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _probe_writable(folder: Path, out: Path) -> None:
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".musiclens-probe-", dir=folder))
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise StoreError(
+            f"cannot write the output {out}: {folder} is not writable ({reason}); "
+            "choose an output folder (--out) where you may write"
+        ) from None
+
+
+def check_out(path: str | os.PathLike[str], kind: str, *, overwrite: bool | None = None) -> Path:
+    """Refuse an output path musiclens must not write to, before any work starts.
+
+    ``path`` may not exist yet, may be an empty folder, or may hold a finished or partial
+    musiclens output of the same ``kind`` (the caller then resumes, reuses or, where asked,
+    replaces it).  Anything else is a :class:`~musiclens.errors.StoreError` naming the path:
+    a file, a folder that cannot be written (checked by creating and removing a probe folder),
+    a non-empty folder without musiclens's marker or manifest, or a musiclens output of another
+    kind.  ``overwrite=False`` also refuses a non-empty output of the same kind (for outputs
+    that are only ever replaced whole, such as stimulus sets); None leaves that to the caller.
+    Returns ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StoreError(
+            f"the output {path} is a file, not a folder: musiclens writes a folder of results there; "
+            "choose a folder path for the output (--out)"
+        )
+    _probe_writable(_nearest_existing(path.parent), path)
+    if path.is_dir():
+        _probe_writable(path, path)
+        entries = sorted(p.name for p in path.iterdir())
+        if entries:
+            found = output_kind(path)
+            if found is None:
+                shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+                raise StoreError(
+                    f"the output folder {path} exists and holds files musiclens did not write ({shown}); "
+                    "musiclens never writes into, replaces or deletes such a folder, --overwrite or not: "
+                    "choose a new or empty output folder (--out)"
+                )
+            if found != kind:
+                raise StoreError(
+                    f"the output folder {path} holds a musiclens {found} output, not a {kind} output; "
+                    "choose another output folder (--out)"
+                )
+            if overwrite is False:
+                raise StoreError(
+                    f"the output folder {path} already exists and holds a musiclens {kind} output; choose another "
+                    "output folder, or replace it with overwrite=True (--overwrite on the command line)"
+                )
+    return path
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False, kind: str | None = None) -> Iterator[Path]:
     """Build a folder in a temporary sibling and rename it to ``path`` on success.
 
     On any exception the temporary folder is removed and ``path`` is untouched.  The folder gets
@@ -88,6 +226,10 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iter
         Final folder.
     overwrite
         Replace an existing ``path``; otherwise an existing non-empty folder is an error.
+    kind
+        The kind of output (see :func:`check_out`): ``path`` is checked before anything is
+        written (a foreign folder or another kind of output is refused, ``overwrite`` or not)
+        and the finished folder carries the marker of ``kind``.
 
     Yields
     ------
@@ -95,7 +237,9 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iter
         The temporary folder to write into.
     """
     path = Path(path)
-    if path.exists() and not overwrite and (not path.is_dir() or any(path.iterdir())):
+    if kind is not None:
+        check_out(path, kind, overwrite=overwrite)
+    elif path.exists() and not overwrite and (not path.is_dir() or any(path.iterdir())):
         raise StoreError(
             f"output folder {path} already exists and is not empty; "
             "choose another path or pass overwrite=True (--overwrite on the command line)"
@@ -105,6 +249,8 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iter
     try:
         os.chmod(tmp, 0o777 & ~current_umask())   # as mkdir would make it, not mkdtemp's owner-only 0o700
         yield tmp
+        if kind is not None:
+            mark_output(tmp, kind)
         if path.exists():
             trash = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, trash)

@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from musiclens.errors import ConfigError
-from musiclens.fsutil import atomic_write_json, atomic_write_text
+from musiclens.fsutil import atomic_write_json, atomic_write_text, check_out, mark_output
 from musiclens.provenance import environment
 from musiclens.registry import Registry
 
@@ -502,7 +502,7 @@ def run_study(study: str | Path | Mapping[str, Any] | None = None, *, out: str |
     for name in cfg["steps"]["run"]:
         if name in STEP_CHECKS:
             STEP_CHECKS.get(name)(cfg)
-    run_dir = Path(out)
+    run_dir = check_out(out, "run")   # never into a folder musiclens did not make
     run_dir.mkdir(parents=True, exist_ok=True)
     config_text = yaml.safe_dump(cfg, sort_keys=False)
     cfg_path = run_dir / "config.yaml"
@@ -516,6 +516,7 @@ def run_study(study: str | Path | Mapping[str, Any] | None = None, *, out: str |
             f"{run_dir} holds a run of a different study configuration; use a new --out folder "
             "(or delete the old run) so results of two configurations never mix"
         )
+    mark_output(run_dir, "run")
     atomic_write_text(cfg_path, config_text)
     steps_path = run_dir / "steps.json"
     records: dict[str, Any] = json.loads(steps_path.read_text()) if steps_path.is_file() else {}

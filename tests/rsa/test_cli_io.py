@@ -92,3 +92,31 @@ def test_rsatoolbox_round_trip(inputs) -> None:
     chroma = rsatoolbox.rdm.RDMs(res.model_rdms["chroma"][None])
     np.testing.assert_allclose(rsatoolbox.rdm.compare(rdms, chroma, method="tau-a"),
                                compare(stack.vectors, res.model_rdms["chroma"]), atol=1e-15)
+
+
+def test_rsa_folder_appears_whole_or_not_at_all(inputs, monkeypatch) -> None:
+    """A failure after the table is written (here: in the figures) leaves no folder and no table."""
+    from musiclens.rsa import io as rsa_io
+    from musiclens.rsa import plots
+
+    tmp, _, _ = inputs
+    out = tmp / "out"
+
+    def broken_figures(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        assert any(p.name == "rsa.csv" for p in tmp.glob(".out.*.partial/*"))   # the table exists, hidden
+        raise RuntimeError("killed while drawing")
+
+    monkeypatch.setattr(plots, "save_figures", broken_figures)
+    with pytest.raises(RuntimeError, match="killed while drawing"):
+        rsa_io.rsa_to_folder(activations=tmp / "acts.npz", stimuli=tmp / "stim", out=out, n_permutations=0,
+                             n_bootstraps=0, models=["pitch_height"])
+    assert not out.exists() and not list(tmp.glob(".out.*"))
+    monkeypatch.undo()
+    rsa_io.rsa_to_folder(activations=tmp / "acts.npz", stimuli=tmp / "stim", out=out, n_permutations=0,
+                         n_bootstraps=0, models=["pitch_height"], figures=False)
+    first = (out / "rsa.csv").read_text()
+    assert json.loads((out / "manifest.json").read_text())["command"] == "rsa"
+    (out / "stale.png").write_bytes(b"old figure")   # an earlier run's file: the rerun replaces the folder whole
+    rsa_io.rsa_to_folder(activations=tmp / "acts.npz", stimuli=tmp / "stim", out=out, n_permutations=0,
+                         n_bootstraps=0, models=["pitch_height"], figures=False)
+    assert (out / "rsa.csv").read_text() == first and not (out / "stale.png").exists()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from musiclens.fsutil import check_out
+
 __all__ = ["register"]
 
 corpus_app = typer.Typer(help="Build sharded training corpora with aligned labels (resumable).", no_args_is_help=True)
@@ -43,6 +45,7 @@ def music_command(
     workers: int = _WORKERS,
 ) -> None:
     """Generated tonal pieces (functional harmony, melody, bass, drums) with every label."""
+    check_out(out, "corpus")   # before reading any source: never into a folder musiclens did not make
     from musiclens.corpora.generator import music_preset
     from musiclens.corpora.shards import build_corpus
     from musiclens.corpora.synthetic import GeneratedMusicSource
@@ -68,6 +71,7 @@ def midi_command(
     skip_bad: bool = _SKIP,
 ) -> None:
     """MIDI files/folders, or music21's bundled scores, rendered through a SoundFont with labels."""
+    check_out(out, "corpus")   # before reading any source: never into a folder musiclens did not make
     from musiclens.corpora.midi import (MidiFileSource, Music21Source, find_midi_files, music21_analysis_entries,
                                         music21_score_entries)
     from musiclens.corpora.shards import build_corpus
@@ -102,6 +106,7 @@ def speech_command(
     workers: int = _WORKERS,
 ) -> None:
     """Synthetic speech (espeak-ng) with phoneme sequences for CTC."""
+    check_out(out, "corpus")   # before reading any source: never into a folder musiclens did not make
     from musiclens.corpora.shards import build_corpus
     from musiclens.corpora.speech import DEFAULT_VOICES, SpeechSource
 
@@ -123,6 +128,7 @@ def maestro_command(
     skip_bad: bool = _SKIP,
 ) -> None:
     """MAESTRO recordings with labels from their MIDI (official layout; never downloads)."""
+    check_out(out, "corpus")   # before reading any source: never into a folder musiclens did not make
     from musiclens.corpora.maestro import maestro_source
     from musiclens.corpora.shards import build_corpus
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from musiclens.errors import ConfigError
+from musiclens.fsutil import check_out
 
 __all__ = ["register"]
 
@@ -71,6 +72,7 @@ def notes_command(
     """Render a grid of isolated notes (instrument x pitch x velocity) -> StimulusSet folder."""
     from musiclens.stimuli.notes import render_notes
 
+    check_out(out, "stimuli", overwrite=overwrite)   # before rendering
     s = render_notes(
         grid=grid, instruments=_csv(instruments), midi=_csv_ints(midi), velocities=_csv_ints(velocities, option="--velocities"),
         synth=synth, backend=backend, soundfont=soundfont, sample_rate=sample_rate, duration_s=duration,
@@ -96,6 +98,7 @@ def nsynth_command(
     """Select notes from a local NSynth copy (official layout) -> StimulusSet folder."""
     from musiclens.stimuli.nsynth import read_nsynth
 
+    check_out(out, "stimuli", overwrite=overwrite)   # before reading NSynth
     s = read_nsynth(
         root, split=split, families=None if families == "all" else _csv(families),
         midi=None if midi == "all" else _csv_ints(midi),

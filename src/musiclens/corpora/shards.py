@@ -31,7 +31,7 @@ import numpy as np
 
 from musiclens.corpora.base import PieceSource
 from musiclens.errors import ConfigError, MusicLensError, StoreError
-from musiclens.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from musiclens.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, check_out, mark_output
 from musiclens.provenance import environment, hash_array, hash_bytes
 
 __all__ = ["FORMAT", "build_corpus", "shard_paths", "read_shard_index", "corpus_content_hash"]
@@ -175,6 +175,7 @@ def build_corpus(
     n = len(source)
     build = {"format": FORMAT, "kind": source.kind, "sample_rate": int(source.sample_rate), "n_items": n,
              "pieces_per_shard": int(pieces_per_shard), "source": source.fingerprint()}
+    check_out(root, "corpus")   # a folder musiclens did not make is never written into
     build_path = root / "build.json"
     if build_path.is_file():
         old = json.loads(build_path.read_text())
@@ -186,6 +187,7 @@ def build_corpus(
     elif root.exists() and any(root.iterdir()):
         raise StoreError(f"{root} exists and is not a musiclens corpus folder; choose an empty or new folder")
     else:
+        mark_output(root, "corpus")
         atomic_write_json(build_path, build)
     n_shards = (n + pieces_per_shard - 1) // pieces_per_shard
     todo = [k for k in range(n_shards) if not _shard_done(root, k, verify=verify)]

@@ -23,6 +23,7 @@ import numpy as np
 
 from musiclens.audio import prepare
 from musiclens.errors import ConfigError
+from musiclens.fsutil import check_out
 from musiclens.extract.base import EXTRACTORS, POOLINGS, Activations, Extractor, resolve_layers
 from musiclens.extract.store import FeatureStore, StoreWriter, request_key
 from musiclens.extract.windowing import extract_windowed
@@ -240,6 +241,7 @@ def extract_to_store(
     """
     if pooling != "none" and pooling not in POOLINGS:
         raise ConfigError(f"unknown pooling {pooling!r}; choose 'none' or one of {', '.join(POOLINGS)}")
+    check_out(out, "features")   # before any work: never into a folder musiclens did not make
     timer = Timer()
     audio, sr, ids, set_hash = _load_stimuli(stimuli, sample_rate, stimulus_ids)
     n_all = len(ids)

@@ -35,7 +35,7 @@ import numpy as np
 
 from musiclens.errors import ConfigError, StoreError
 from musiclens.extract.base import POOLINGS, Activations
-from musiclens.fsutil import atomic_write_json
+from musiclens.fsutil import atomic_write_json, check_out, mark_output
 from musiclens.provenance import environment
 
 __all__ = ["FeatureStore", "StoreWriter", "load_pooled", "merge_stores", "request_key", "partial_path"]
@@ -247,6 +247,8 @@ class StoreWriter:
         self.overwrite = overwrite
         self.work = partial_path(self.out)
         self.n_chunks = (len(self.ids) + self.chunk_size - 1) // self.chunk_size
+        check_out(self.out, "features")      # a foreign folder is never written into or replaced
+        check_out(self.work, "features")     # nor one that merely shares the working folder's name
         if self.out.exists() and not overwrite:
             raise StoreError(
                 f"{self.out} already exists and was made by a different request (model, stimuli, layers, "
@@ -268,6 +270,7 @@ class StoreWriter:
                 shutil.rmtree(self.work)
         if not self.work.exists():
             (self.work / "chunks").mkdir(parents=True)
+            mark_output(self.work, "features")
             self.done: set[int] = set()
             self._save_progress()
         else:
@@ -444,11 +447,14 @@ def merge_stores(
     if expected != total:
         raise StoreError(f"shards cover stimuli 0..{expected} of {total}; extract the missing range first")
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise StoreError(f"{out} already exists; choose another path or pass overwrite=True")
     work = partial_path(out)
+    check_out(out, "features")
+    check_out(work, "features")
+    if out.exists() and not overwrite:
+        raise StoreError(f"{out} already exists; choose another path or pass overwrite=True (--overwrite)")
     shutil.rmtree(work, ignore_errors=True)
     (work / "layers").mkdir(parents=True)
+    mark_output(work, "features")
     ids = [i for st in stores for i in st.stimulus_ids]
     shapes: dict[str, list[int]] = {}
     for name in stores[0].layer_names:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from musiclens.analysis_io import write_run_folder
+from musiclens.fsutil import check_out
 from musiclens.probe.datasets import load_probe_stimuli
 from musiclens.probe.runner import ProbeResult, run_probes
 from musiclens.provenance import Timer
@@ -50,7 +51,8 @@ def probe_to_folder(*, activations: str | Path, stimuli: str | Path, out: str | 
         Stimulus-set folder (metadata; music labels when made by
         :func:`~musiclens.probe.datasets.corpus_stimulus_set`) or corpus folder.
     out
-        Output folder (created).
+        Output folder, written whole when the probes are done (an earlier probe output there is
+        replaced; any other non-empty folder is refused before work starts).
     figures
         Write the layer-profile and layer-weight PNGs.
     **kwargs
@@ -58,6 +60,7 @@ def probe_to_folder(*, activations: str | Path, stimuli: str | Path, out: str | 
     """
     timer = Timer()
     activations, stimuli, out = Path(activations), Path(stimuli), Path(out)
+    check_out(out, "probe")   # before any work: never into a folder musiclens did not make
     with timer("load"):
         metadata, labels = load_probe_stimuli(stimuli)
     result = run_probes(str(activations), metadata=metadata, music_labels=labels, **kwargs)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from musiclens.errors import AnalysisError, DatasetError, MissingDependencyError
-from musiclens.fsutil import atomic_write_json
+from musiclens.fsutil import atomic_dir, atomic_write_json, check_out
 from musiclens.provenance import Timer, environment, hash_array
 from musiclens.rsa.pipeline import RSAResult, run_rsa
 
@@ -95,7 +95,9 @@ def rsa_to_folder(
     stimuli
         Stimulus-set folder (its metadata is read with ``StimulusSet.read_metadata``).
     out
-        Output folder (created).
+        Output folder, written whole when the analysis is done (built as a temporary sibling and
+        renamed): an earlier RSA output there is replaced; any other non-empty folder is refused
+        before work starts.
     figures
         Write the PNG figures.
     **kwargs
@@ -105,10 +107,20 @@ def rsa_to_folder(
 
     timer = Timer()
     activations, stimuli, out = Path(activations), Path(stimuli), Path(out)
+    check_out(out, "rsa")   # before any work: never into a folder musiclens did not make
     with timer("load"):
         layers, ids = load_activations(activations)
         metadata: pd.DataFrame = StimulusSet.read_metadata(stimuli)
     result = run_rsa(layers, metadata, stimulus_ids=ids, **kwargs)
+    with atomic_dir(out, overwrite=True, kind="rsa") as tmp:   # appears whole, or not at all
+        _write_rsa_folder(tmp, result, timer, figures=figures, activations=activations, layers=layers,
+                          stimuli=stimuli, metadata=metadata)
+    logger.info("RSA results in %s", out)
+    return result
+
+
+def _write_rsa_folder(out: Path, result: RSAResult, timer: Timer, *, figures: bool, activations: Path,
+                      layers: dict[str, np.ndarray], stimuli: Path, metadata: pd.DataFrame) -> None:
     with timer("write_tables"):
         written = result.save(out)
     if figures:
@@ -134,5 +146,3 @@ def rsa_to_folder(
         "environment": environment(),
     }
     atomic_write_json(out / "manifest.json", manifest)
-    logger.info("RSA results in %s", out)
-    return result

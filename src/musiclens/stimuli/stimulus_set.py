@@ -318,11 +318,15 @@ class StimulusSet:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the set to ``folder`` atomically (see the module docstring for the layout)."""
+        """Write the set to ``folder`` atomically (see the module docstring for the layout).
+
+        ``overwrite`` replaces an earlier stimulus set there; a folder musiclens did not make, or
+        another kind of musiclens output, is never replaced (:func:`~musiclens.fsutil.check_out`).
+        """
         import soundfile as sf
 
         folder = Path(folder)
-        with atomic_dir(folder, overwrite=overwrite) as tmp:
+        with atomic_dir(folder, overwrite=overwrite, kind="stimuli") as tmp:
             (tmp / "audio").mkdir()
             clip_hashes: dict[str, str] = {}
             for sid, clip in zip(self.ids, self._audio):

@@ -44,7 +44,7 @@ import torch
 import yaml
 
 from musiclens.errors import CheckpointError, ConfigError, TrainingError
-from musiclens.fsutil import atomic_dir, atomic_write_json, atomic_write_text
+from musiclens.fsutil import atomic_dir, atomic_write_json, atomic_write_text, check_out, mark_output
 from musiclens.provenance import Timer, environment, hash_bytes
 from musiclens.train.bar import evaluate_bar, resolve_bar
 from musiclens.train.base import Objective, step_generator
@@ -304,6 +304,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _prepare_run_dir(run_dir: Path, text: str, *, overwrite: bool, resume: bool) -> None:
+    check_out(run_dir, "train")   # a folder musiclens did not make is never written into or cleared
     cfg_path = run_dir / "config.yaml"
     if cfg_path.is_file():
         same = yaml.safe_load(cfg_path.read_text()) == yaml.safe_load(text)
@@ -323,6 +324,7 @@ def _prepare_run_dir(run_dir: Path, text: str, *, overwrite: bool, resume: bool)
         raise ConfigError(f"{run_dir} exists, is not empty and is not a musiclens training run (no config.yaml); "
                           "choose a new or empty --out folder")
     run_dir.mkdir(parents=True, exist_ok=True)
+    mark_output(run_dir, "train")
     atomic_write_text(cfg_path, text)
 
 
@@ -462,7 +464,7 @@ def train(
     _align_lightning_logging()
     started = time.perf_counter()
     timer = Timer()
-    run_dir = Path(out)
+    run_dir = check_out(out, "train")   # before any work: never into a folder musiclens did not make
     with timer("build"):
         cfg = load_train_config(config, overrides=overrides, max_steps=max_steps, objective=objective)
         objective_ = build_objective(cfg)
