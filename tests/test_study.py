@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -130,3 +131,58 @@ def test_contrasts_are_checked_before_the_first_step(tmp_path) -> None:
     with pytest.raises(ConfigError, match="'sssl', which is not a network"):
         run_study(raw, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- the whole study is checked first
+def _full_study() -> dict:
+    return {
+        "study": {"name": "check", "seed": 0},
+        "stimuli": {"grid": "quick", "instruments": ["flute"], "midi": [60, 61]},
+        "networks": {"mfcc": {"model": "mfcc"}},
+        "corpora": {"music": {"kind": "music", "n": 4}},
+        "training": {"ssl": {"objective": "ntxent", "data": {"train": "music"}, "optim": {"max_steps": 2}}},
+        "probes": {"note_tasks": ["pitch"]},
+        "rsa": {"n_permutations": 10, "n_bootstraps": 10},
+        "steps": {"run": ["stimuli", "corpora", "train", "extract", "rsa", "probe", "report"]},
+    }
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("rsa", "n_permutations", "many", "rsa.n_permutations must be an integer"),
+    ("rsa", "n_bootstraps", -5, "rsa.n_bootstraps must be an integer >= 0"),
+    ("rsa", "models", ["pitch_height", "chromaa"], "chromaa"),
+    ("rsa", "distance", "manhattan", "manhattan"),
+    ("networks", "mfcc", {"model": "no-such-net"}, "networks.mfcc.model 'no-such-net'"),
+    ("networks", "mfcc", {"model": "mfcc", "batch_size": 0}, "networks.mfcc.batch_size must be an integer >= 1"),
+    ("corpora", "music", {"kind": "music", "n": -1}, "corpora.music.n must be an integer >= 1"),
+    ("corpora", "music", {"kind": "music", "n": 4, "preset": "nope"}, "nope"),
+    ("training", "ssl", {"objective": "ntxent", "data": {"train": "music"}, "optim": {"max_stepz": 2}},
+     "training.ssl"),
+    ("probes", "note_tasks", ["pitch", "timbre_of_the_gods"], "timbre_of_the_gods"),
+    ("probes", "max_epochs", -3, "probes.max_epochs must be an integer >= 1"),
+    ("stimuli", "instruments", ["kazoo_supreme"], "kazoo_supreme"),
+])
+def test_a_bad_entry_anywhere_fails_before_the_first_step(tmp_path, section, key, value, message) -> None:
+    from musiclens.errors import MusicLensError
+
+    study = _full_study()
+    study.setdefault(section, {})[key] = value
+    out = tmp_path / "run"
+    with pytest.raises(MusicLensError, match=re.escape(message)):
+        run_study(study, out=out)
+    assert not out.exists()   # nothing was rendered, built, trained or extracted
+
+
+def test_the_full_study_used_above_passes_its_checks(tmp_path) -> None:
+    from musiclens.study import STEP_CHECKS
+
+    cfg = load_study(_full_study())
+    for step in cfg["steps"]["run"]:
+        if step in STEP_CHECKS:
+            STEP_CHECKS.get(step)(cfg)
+
+
+def test_every_study_step_has_a_check() -> None:
+    from musiclens.study import STEP_CHECKS, STEPS
+
+    assert set(STEPS.names()) - set(STEP_CHECKS.names()) <= {"report", "summary"}

@@ -158,6 +158,48 @@ def _check_keys(section: str, given: Mapping[str, Any], valid: Mapping[str, Any]
             )
 
 
+#: Keys whose value may be null although their default is not (null means "none" there).
+_NULLABLE = {("rsa", "subject")}
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    return "a list" if isinstance(default, list) else "a mapping"
+
+
+def _check_types(section: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Each value has the type of its default (a key whose default is null takes anything)."""
+    for key, default in defaults.items():
+        value = values.get(key)
+        if default is None or (value is None and (section.split(".")[0], key) in _NULLABLE):
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise ConfigError(f"{section}.{key} must be {_type_name(default)} (default {default!r}), got {value!r} "
+                              "in the study file")
+
+
+def check_count(where: str, value: Any, *, minimum: int = 0) -> int:
+    """``value`` as an int >= ``minimum``, or a :class:`ConfigError` naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} must be an integer >= {minimum}, got {value!r} in the study file")
+    return int(value)
+
+
 def validate_study(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     """Check a study mapping against :data:`SCHEMA` and fill in defaults.
 
@@ -178,6 +220,8 @@ def validate_study(raw: Mapping[str, Any] | None) -> dict[str, Any]:
             _check_keys(section, given, defaults)
         merged = copy.deepcopy(defaults)
         merged.update(given)
+        if section not in _FREE_SECTIONS and section != "scales":
+            _check_types(section, merged, defaults)
         out[section] = merged
     for section, keys in _FREE_SECTIONS.items():
         entries = out[section]
@@ -187,6 +231,7 @@ def validate_study(raw: Mapping[str, Any] | None) -> dict[str, Any]:
             _check_keys(f"{section}.{name}", entry, keys)
             merged = copy.deepcopy(keys)
             merged.update(entry)
+            _check_types(f"{section}.{name}", merged, keys)
             entries[name] = merged
     _expand_seeds(out)
     for name, net in out["networks"].items():
@@ -482,6 +527,64 @@ def _report_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return {"outputs": ["report.html", "report.md"]}
 
 
+# ------------------------------------------------------------------ checks before the first step
+def _check_stimuli(study: dict[str, Any]) -> None:
+    from musiclens.stimuli.notes import note_grid, plan_grid
+
+    cfg = study["stimuli"]
+    grid = note_grid(grid=cfg["grid"], instruments=cfg["instruments"], midi=cfg["midi"], velocities=cfg["velocities"],
+                     synth=cfg["synth"], sample_rate=cfg["sample_rate"], duration_s=cfg["duration_s"],
+                     hold_s=cfg["hold_s"])
+    plan_grid(grid, backend=cfg["backend"], soundfont=cfg["soundfont"], on_out_of_range=cfg["on_out_of_range"],
+              normalize=cfg["normalize"])
+
+
+def check_network(where: str, net: Mapping[str, Any], *, pooling: str | None = None) -> None:
+    """A network entry names a registered extractor, an existing folder or a training condition."""
+    import musiclens.extract  # noqa: F401  (registers the built-in extractors)
+    from musiclens.extract.base import EXTRACTORS, POOLINGS
+
+    check_count(f"{where}.batch_size", net["batch_size"], minimum=1)
+    check_count(f"{where}.seed", net["seed"])
+    if pooling is not None and pooling != "none" and pooling not in POOLINGS:
+        raise ConfigError(f"rsa.pooling {pooling!r} is unknown; choose 'none' or one of {', '.join(POOLINGS)}")
+    if net.get("trained"):
+        return
+    model = str(net["model"])
+    if model not in EXTRACTORS and not Path(model).expanduser().exists():
+        close = difflib.get_close_matches(model, EXTRACTORS.names(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{where}.model {model!r} is neither a registered extractor nor an existing folder or "
+                          f"checkpoint.{hint} Registered: {', '.join(EXTRACTORS.names())} (`musiclens models`)")
+
+
+def _check_extract(study: dict[str, Any]) -> None:
+    if not study["networks"]:
+        raise ConfigError("step 'extract' needs at least one entry under 'networks'")
+    for name, net in study["networks"].items():
+        check_network(f"networks.{name}", net, pooling=study["rsa"]["pooling"])
+
+
+def _check_rsa(study: dict[str, Any]) -> None:
+    from musiclens.rsa.models import MODEL_RDMS
+    from musiclens.rsa.pipeline import _validate_config
+    from musiclens.rsa.rdm import DISTANCES
+
+    cfg = study["rsa"]
+    if not cfg["models"]:
+        raise ConfigError("rsa.models needs at least one model RDM (e.g. [pitch_height, chroma])")
+    for model in cfg["models"]:
+        MODEL_RDMS.get(str(model))   # an unknown name: RegistryError listing the valid ones
+    DISTANCES.get(str(cfg["distance"]))
+    _validate_config(method=cfg["method"], test=cfg["test"], bootstrap_over=cfg["bootstrap_over"],
+                     correction=cfg["correction"], n_permutations=check_count("rsa.n_permutations", cfg["n_permutations"]),
+                     n_bootstraps=check_count("rsa.n_bootstraps", cfg["n_bootstraps"]), alpha=float(cfg["alpha"]),
+                     ci_level=0.95)
+
+
+STEP_CHECKS.register("stimuli", _check_stimuli)
+STEP_CHECKS.register("extract", _check_extract)
+STEP_CHECKS.register("rsa", _check_rsa)
 STEPS.register("stimuli", _stimuli_step, help="render the note grid into RUN_DIR/stimuli")
 STEPS.register("extract", _extract_step, help="pooled activations of every network into RUN_DIR/features/<name>")
 STEPS.register("rsa", _rsa_step, help="RSA of every network against the model RDMs into RUN_DIR/rsa")

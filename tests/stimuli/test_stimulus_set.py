@@ -145,3 +145,36 @@ def test_save_refuses_to_clobber_and_leaves_nothing_on_failure(tmp_path, monkeyp
         s.save(tmp_path / "other")
     assert not (tmp_path / "other").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+@pytest.mark.parametrize("damage", ["no_stimulus_id", "repeated_ids", "no_sample_rate", "bad_sample_rate",
+                                    "manifest_not_object"])
+def test_hand_edited_sets_are_named_errors_not_key_errors(tmp_path, damage) -> None:
+    """Metadata without ids or a manifest without a sample rate: a DatasetError naming the file."""
+    folder = _toy().save(tmp_path / "set")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    table_path = folder / manifest["metadata_file"]
+    table = StimulusSet.read_metadata(folder)
+    if damage == "no_stimulus_id":
+        table = table.drop(columns=["stimulus_id"])
+    elif damage == "repeated_ids":
+        table["stimulus_id"] = "s0"
+    elif damage == "no_sample_rate":
+        del manifest["sample_rate"]
+    elif damage == "bad_sample_rate":
+        manifest["sample_rate"] = "fast"
+    else:
+        manifest = [manifest]
+    if table_path.suffix == ".parquet":
+        table.to_parquet(table_path, index=False)
+    else:
+        table.to_csv(table_path, index=False)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    expected = {"no_stimulus_id": "no 'stimulus_id' column", "repeated_ids": "missing or repeated stimulus ids",
+                "no_sample_rate": "no valid 'sample_rate'", "bad_sample_rate": "no valid 'sample_rate'",
+                "manifest_not_object": "not a JSON object"}[damage]
+    with pytest.raises(DatasetError, match=expected):
+        StimulusSet.load(folder)
+    if damage in ("no_stimulus_id", "repeated_ids", "manifest_not_object"):
+        with pytest.raises(DatasetError, match=expected):
+            StimulusSet.read_metadata(folder)

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import yaml
 
-from musiclens.errors import ConfigError
+from musiclens.errors import ConfigError, StoreError
 from musiclens.train import config as config_mod
 from musiclens.train.config import apply_overrides, load_train_config
 from musiclens.train.engine import train
@@ -118,8 +118,10 @@ def test_run_dir_of_another_config_is_refused(corpora, tmp_path) -> None:  # noq
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a musiclens training run"):
-        train(cfg, out=foreign)
+    for overwrite in (False, True):   # a folder musiclens did not make is refused, --overwrite or not
+        with pytest.raises(StoreError, match="musiclens did not write"):
+            train(cfg, out=foreign, overwrite=overwrite)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"] and (foreign / "notes.txt").read_text() == "mine"
 
 
 def test_rsa_callback_note_set_checked_before_training(corpora, tmp_path) -> None:  # noqa: F811

@@ -38,7 +38,7 @@ from musiclens.stimuli.instruments import (
 from musiclens.stimuli.stimulus_set import StimulusSet, note_name
 from musiclens.stimuli.synth import TIMBRES, additive_note, pure_tone, shepard_tone
 
-__all__ = ["NoteGrid", "NoteSynth", "GRIDS", "NOTE_SYNTHS", "render_notes", "render_grid"]
+__all__ = ["NoteGrid", "NoteSynth", "GRIDS", "NOTE_SYNTHS", "render_notes", "render_grid", "note_grid", "plan_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +217,47 @@ NOTE_SYNTHS.register("shepard", _shepard_synth, help="Shepard tones (octave-ambi
 
 
 # ---------------------------------------------------------------------------------- rendering
+def plan_grid(
+    grid: NoteGrid,
+    *,
+    backend: str = "auto",
+    soundfont: str | os.PathLike[str] | None = None,
+    on_out_of_range: str = "error",
+    normalize: str = "none",
+) -> tuple[Any, list[tuple[Instrument, int, int]], list[dict[str, Any]]]:
+    """Check a grid without rendering it: ``(synth, notes to render, skipped notes)``.
+
+    Raises what :func:`render_grid` raises before its first note (unknown synth, instrument or
+    option, missing SoundFont, out-of-range pitch, every note skipped), so a study can validate
+    its stimuli before any step runs.
+    """
+    if on_out_of_range not in ("error", "skip"):
+        raise ConfigError(f"on_out_of_range must be 'error' or 'skip', got {on_out_of_range!r}")
+    if normalize not in ("none", "peak"):
+        raise ConfigError(f"normalize must be 'none' or 'peak', got {normalize!r}")
+    if not grid.midi or not grid.velocities or not grid.instruments:
+        raise StimulusError("a note grid needs at least one instrument, one pitch and one velocity")
+    synth = NOTE_SYNTHS.get(grid.synth)(backend=backend, soundfont=soundfont, sample_rate=grid.sample_rate)
+    instruments = [synth.instrument(spec) for spec in grid.instruments]
+    names = [i.name for i in instruments]
+    if len(set(names)) != len(names):
+        raise StimulusError(f"instruments are listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    skipped: list[dict[str, Any]] = []
+    jobs: list[tuple[Instrument, int, int]] = []
+    for inst in instruments:
+        for midi in grid.midi:
+            if not inst.in_range(int(midi)):
+                if on_out_of_range == "error":
+                    inst.check_range(int(midi))
+                skipped.append({"instrument": inst.name, "midi": int(midi), "reason": f"outside range {inst.low}-{inst.high}"})
+                continue
+            for vel in grid.velocities:
+                jobs.append((inst, int(midi), int(vel)))
+    if not jobs:
+        raise StimulusError("every note of the grid was skipped as out of range; check the pitches")
+    return synth, jobs, skipped
+
+
 def render_grid(
     grid: NoteGrid,
     *,
@@ -253,28 +294,8 @@ def render_grid(
     InstrumentRangeError, SoundFontError, StimulusError
         Out-of-range pitch, missing preset or SoundFont, silent render, unknown instrument.
     """
-    if on_out_of_range not in ("error", "skip"):
-        raise ConfigError(f"on_out_of_range must be 'error' or 'skip', got {on_out_of_range!r}")
-    if normalize not in ("none", "peak"):
-        raise ConfigError(f"normalize must be 'none' or 'peak', got {normalize!r}")
-    synth = NOTE_SYNTHS.get(grid.synth)(backend=backend, soundfont=soundfont, sample_rate=grid.sample_rate)
-    instruments = [synth.instrument(spec) for spec in grid.instruments]
-    names = [i.name for i in instruments]
-    if len(set(names)) != len(names):
-        raise StimulusError(f"instruments are listed twice: {sorted({n for n in names if names.count(n) > 1})}")
-    skipped: list[dict[str, Any]] = []
-    jobs: list[tuple[Instrument, int, int]] = []
-    for inst in instruments:
-        for midi in grid.midi:
-            if not inst.in_range(int(midi)):
-                if on_out_of_range == "error":
-                    inst.check_range(int(midi))
-                skipped.append({"instrument": inst.name, "midi": int(midi), "reason": f"outside range {inst.low}-{inst.high}"})
-                continue
-            for vel in grid.velocities:
-                jobs.append((inst, int(midi), int(vel)))
-    if not jobs:
-        raise StimulusError("every note of the grid was skipped as out of range; check the pitches")
+    synth, jobs, skipped = plan_grid(grid, backend=backend, soundfont=soundfont, on_out_of_range=on_out_of_range,
+                                     normalize=normalize)
     timer = Timer()
     clips: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
@@ -340,18 +361,39 @@ def render_notes(
     >>> s = render_notes(instruments=["flute", 0], midi=range(60, 72))       # doctest: +SKIP
     >>> s = render_notes(synth="additive", instruments=["additive_flute"], midi=[60, 72])  # doctest: +SKIP
     """
+    g = note_grid(instruments=instruments, midi=midi, velocities=velocities, grid=grid, synth=synth,
+                  sample_rate=sample_rate, duration_s=duration_s, hold_s=hold_s)
+    return render_grid(g, seed=seed, backend=backend, soundfont=soundfont, on_out_of_range=on_out_of_range,
+                       normalize=normalize, progress=progress)
+
+
+def note_grid(
+    *,
+    instruments: Sequence[str | int] | None = None,
+    midi: Sequence[int] | None = None,
+    velocities: Sequence[int] | None = None,
+    grid: str | None = None,
+    synth: str | None = None,
+    sample_rate: int | None = None,
+    duration_s: float | None = None,
+    hold_s: float | None = None,
+) -> NoteGrid:
+    """The :class:`NoteGrid` :func:`render_notes` renders: a named grid with fields overridden."""
     base = GRIDS.get(grid or "paper")()
     if synth is not None and synth != base.synth and instruments is None:
         raise ConfigError(f"synth {synth!r} needs its own instruments; pass instruments=[...]")
-    g = NoteGrid(
+    try:
+        midi_list = [int(m) for m in midi] if midi is not None else base.midi
+        velocity_list = [int(v) for v in velocities] if velocities is not None else base.velocities
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"midi and velocities must be lists of integers ({err})") from None
+    return NoteGrid(
         instruments=list(instruments) if instruments is not None else base.instruments,
-        midi=[int(m) for m in midi] if midi is not None else base.midi,
-        velocities=[int(v) for v in velocities] if velocities is not None else base.velocities,
+        midi=midi_list,
+        velocities=velocity_list,
         synth=synth or base.synth,
         duration_s=duration_s if duration_s is not None else base.duration_s,
         hold_s=hold_s if hold_s is not None else base.hold_s,
         sample_rate=sample_rate if sample_rate is not None else base.sample_rate,
     )
-    return render_grid(g, seed=seed, backend=backend, soundfont=soundfont, on_out_of_range=on_out_of_range,
-                       normalize=normalize, progress=progress)
 

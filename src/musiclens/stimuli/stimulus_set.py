@@ -356,8 +356,7 @@ class StimulusSet:
         mpath = folder / "manifest.json"
         if not mpath.is_file():
             raise DatasetError(f"{mpath} is missing: {folder} is not a complete stimulus set; save it again")
-        manifest = json.loads(mpath.read_text())
-        return _read_table(folder / manifest.get("metadata_file", "metadata.parquet"))
+        return _read_table(folder / _read_manifest(mpath).get("metadata_file", "metadata.parquet"))
 
     @classmethod
     def load(cls, folder: str | Path, *, verify: bool = True) -> StimulusSet:
@@ -384,14 +383,17 @@ class StimulusSet:
         mpath = folder / "manifest.json"
         if not mpath.is_file():
             raise DatasetError(f"{mpath} is missing: {folder} is not a complete stimulus set; save it again")
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DatasetError(f"{mpath} is not valid JSON ({err}); the set is corrupt, save it again") from err
+        manifest = _read_manifest(mpath)
         if manifest.get("format") != "musiclens.StimulusSet":
             raise DatasetError(f"{mpath} does not describe a musiclens StimulusSet")
         meta = _read_table(folder / manifest.get("metadata_file", "metadata.parquet"))
-        sr = int(manifest["sample_rate"])
+        try:
+            sr = int(manifest["sample_rate"])
+            if sr <= 0:
+                raise ValueError(sr)
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(f"{mpath} has no valid 'sample_rate' (got {manifest.get('sample_rate')!r}); "
+                               "the set is corrupt or was edited by hand: save it again") from None
         clips: list[np.ndarray] = []
         problems: list[str] = []
         hashes = manifest.get("clip_hashes", {})
@@ -438,12 +440,27 @@ def _write_table(meta: pd.DataFrame, folder: Path) -> str:
         return "metadata.csv"
 
 
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path} is not valid JSON ({err}); the set is corrupt, save it again") from err
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{path} is not a JSON object; the set is corrupt, save it again")
+    return manifest
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DatasetError(f"metadata file {path} is missing; the stimulus set is incomplete, save it again")
     try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as err:
         raise DatasetError(f"metadata file {path} is corrupt ({err}); save the set again") from err
+    if "stimulus_id" not in table.columns:
+        raise DatasetError(f"metadata file {path} has no 'stimulus_id' column (columns: {', '.join(map(str, table.columns))}); "
+                           "every stimulus set names its stimuli there: save the set again with StimulusSet.save")
+    if table["stimulus_id"].isna().any() or table["stimulus_id"].astype(str).duplicated().any():
+        raise DatasetError(f"metadata file {path} has missing or repeated stimulus ids; each stimulus needs one "
+                           "unique id: save the set again")
+    return table

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from musiclens.errors import AnalysisError, ConfigError
-from musiclens.study import STEPS, network_model
+from musiclens.study import STEP_CHECKS, STEPS, check_count, check_network, network_model
 from musiclens.study_steps.corpora import corpus_dir
 
 __all__ = ["write_combined"]
@@ -177,6 +177,64 @@ def _probe_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return {"outputs": outputs, "networks": names, "note_tasks": note_tasks, "corpus_tasks": corpus_tasks}
 
 
+def _check_networks(study: dict[str, Any], section: str, *, transformers_only: bool) -> None:
+    names = _networks(study, section, transformers_only=transformers_only)
+    for name in names:
+        check_network(f"networks.{name}", study["networks"][name])
+
+
+def _check_clip_section(study: dict[str, Any], section: str) -> None:
+    cfg = study[section]
+    if not cfg.get("corpus"):
+        raise ConfigError(f"step {section!r} needs '{section}.corpus' (an entry of 'corpora' or a corpus folder)")
+    check_count(f"{section}.clips", cfg["clips"], minimum=1)
+    if cfg["crop_s"] is not None and not float(cfg["crop_s"]) > 0:
+        raise ConfigError(f"{section}.crop_s must be > 0 seconds (or null for whole clips), got {cfg['crop_s']!r}")
+
+
+def _check_attention(study: dict[str, Any]) -> None:
+    _check_clip_section(study, "attention")
+    if not _networks(study, "attention", transformers_only=True):
+        raise ConfigError("step 'attention' found no transformer network; name them in attention.networks")
+    _check_networks(study, "attention", transformers_only=True)
+
+
+def _check_ssm(study: dict[str, Any]) -> None:
+    _check_clip_section(study, "ssm")
+    _check_networks(study, "ssm", transformers_only=False)
+
+
+def _check_probe(study: dict[str, Any]) -> None:
+    from musiclens.extract.base import POOLINGS
+    from musiclens.probe.models import PROBES
+    from musiclens.probe.tasks import TASKS
+
+    cfg = study["probes"]
+    note_tasks, corpus_tasks = list(cfg["note_tasks"] or []), list(cfg["corpus_tasks"] or [])
+    if not note_tasks and not corpus_tasks:
+        raise ConfigError("step 'probe' has no tasks: set probes.note_tasks and/or probes.corpus_tasks")
+    for task in note_tasks + corpus_tasks:
+        TASKS.get(str(task))   # an unknown task: RegistryError listing the valid ones
+    if corpus_tasks and not cfg["corpus"]:
+        raise ConfigError("probes.corpus_tasks need probes.corpus (an entry of 'corpora' or a corpus folder)")
+    PROBES.get(str(cfg["probe"]))
+    for pooling in cfg["poolings"]:
+        if pooling not in POOLINGS:
+            raise ConfigError(f"probes.poolings names {pooling!r}; choose from {', '.join(POOLINGS)}")
+    check_count("probes.corpus_clips", cfg["corpus_clips"], minimum=1)
+    if cfg["max_epochs"] is not None:
+        check_count("probes.max_epochs", cfg["max_epochs"], minimum=1)
+    if cfg["seed"] is not None:
+        check_count("probes.seed", cfg["seed"])
+    for lr in cfg["lrs"] or []:
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+            raise ConfigError(f"probes.lrs must be positive numbers, got {lr!r}")
+    _check_networks(study, "probes", transformers_only=False)
+
+
+STEP_CHECKS.register("probe", _check_probe)
+STEP_CHECKS.register("attention", _check_attention)
+STEP_CHECKS.register("ssm", _check_ssm)
 STEPS.register("probe", _probe_step,
                help="linear/MLP probes per layer (+ weighted sum) on the note set and corpus clips -> RUN_DIR/probe")
 STEPS.register("attention", _attention_step,

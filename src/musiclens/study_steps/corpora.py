@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from musiclens.errors import ConfigError
-from musiclens.study import STEPS
+from musiclens.study import STEP_CHECKS, STEPS, check_count
 
 __all__ = ["corpus_dir", "build_study_corpus"]
 
@@ -65,4 +65,22 @@ def _corpora_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return record
 
 
+def _check_corpora(study: dict[str, Any]) -> None:
+    if not study["corpora"]:
+        raise ConfigError("step 'corpora' needs at least one entry under 'corpora'")
+    for name, entry in study["corpora"].items():
+        if entry["kind"] not in ("music", "speech"):
+            raise ConfigError(f"corpora.{name}.kind must be 'music' or 'speech', got {entry['kind']!r} (build other "
+                              "corpora with `musiclens corpus ...` and name their folder instead)")
+        check_count(f"corpora.{name}.n", entry["n"], minimum=1)
+        check_count(f"corpora.{name}.seed", entry["seed"])
+        check_count(f"corpora.{name}.pieces_per_shard", entry["pieces_per_shard"], minimum=1)
+        check_count(f"corpora.{name}.sample_rate", entry["sample_rate"], minimum=1)
+        if entry["kind"] == "music":
+            from musiclens.corpora.generator import music_preset
+
+            music_preset(entry["preset"], **({"duration_s": entry["duration_s"]} if entry["duration_s"] else {}))
+
+
+STEP_CHECKS.register("corpora", _check_corpora)
 STEPS.register("corpora", _corpora_step, help="build the training/analysis corpora into RUN_DIR/corpora/<name>")

@@ -23,7 +23,7 @@ import pandas as pd
 
 from musiclens.errors import ConfigError
 from musiclens.fsutil import atomic_write_bytes
-from musiclens.study import STEPS
+from musiclens.study import STEP_CHECKS, STEPS
 from musiclens.study_steps.corpora import corpus_dir
 
 __all__ = ["condition_order", "condition_config", "conditions_table"]
@@ -139,4 +139,20 @@ def conditions_table(study: dict[str, Any], run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _check_train(study: dict[str, Any]) -> None:
+    """Every condition's training config is valid (corpora and parents do not exist yet: their
+    steps make them, so folders are not checked here)."""
+    from musiclens.train.config import load_train_config
+
+    if not study["training"]:
+        raise ConfigError("step 'train' needs at least one entry under 'training'")
+    condition_order(study["training"])   # no cycles through 'from'
+    for name in study["training"]:
+        try:
+            load_train_config(condition_config(study, Path("RUN_DIR"), name), check_paths=False)
+        except ConfigError as err:
+            raise ConfigError(f"training.{name}: {err}") from None
+
+
+STEP_CHECKS.register("train", _check_train)
 STEPS.register("train", _train_step, help="run the training conditions into RUN_DIR/train/<name> (resumable)")

@@ -135,7 +135,8 @@ def _check_choice(where: str, value: Any, choices: Sequence[str]) -> str:
 
 
 def load_train_config(spec: str | Path | Mapping[str, Any], *, overrides: Sequence[str] = (),
-                      objective: str | None = None, max_steps: int | None = None) -> dict[str, Any]:
+                      objective: str | None = None, max_steps: int | None = None,
+                      check_paths: bool = True) -> dict[str, Any]:
     """A validated training config with defaults filled in.
 
     Parameters
@@ -148,6 +149,9 @@ def load_train_config(spec: str | Path | Mapping[str, Any], *, overrides: Sequen
         Objective name given on the command line; must agree with the config's when both are set.
     max_steps
         Override of ``optim.max_steps``.
+    check_paths
+        Check that the corpus and stimulus folders exist.  A study validates its conditions
+        before its first step with ``False``, since its own steps make those folders.
 
     Raises
     ------
@@ -180,7 +184,7 @@ def load_train_config(spec: str | Path | Mapping[str, Any], *, overrides: Sequen
         if not isinstance(raw["optim"], Mapping):
             raise ConfigError("section 'optim' must be a mapping")
         raw["optim"] = {**raw["optim"], "max_steps": max_steps}
-    return _validate(raw)
+    return _validate(raw, check_paths=check_paths)
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -207,7 +211,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     return out
 
 
-def _validate(raw: Mapping[str, Any]) -> dict[str, Any]:
+def _validate(raw: Mapping[str, Any], *, check_paths: bool = True) -> dict[str, Any]:
     _check_keys("the top level", raw, list(SCHEMA))
     cfg: dict[str, Any] = {}
     for section, default in SCHEMA.items():
@@ -247,7 +251,7 @@ def _validate(raw: Mapping[str, Any]) -> dict[str, Any]:
         if not 0 < v < 1:
             raise ConfigError(f"data.val as a fraction of the training pieces must lie in (0, 1), got {v}")
         d["val"] = v
-    for p in d["train"] + (d["val"] if isinstance(d["val"], list) else []):
+    for p in (d["train"] + (d["val"] if isinstance(d["val"], list) else [])) if check_paths else []:
         if not (Path(p) / "corpus.json").is_file():
             what = "does not exist" if not Path(p).exists() else "is not a finished musiclens corpus (no corpus.json)"
             raise ConfigError(f"corpus folder {p} {what}; build it with `musiclens corpus ...` or fix data.train/data.val")
@@ -306,7 +310,7 @@ def _validate(raw: Mapping[str, Any]) -> dict[str, Any]:
     r["pooling"] = _check_choice("rsa_callback.pooling", r["pooling"], _POOLINGS)
     r["batch_size"] = _as_number("rsa_callback.batch_size", r["batch_size"], kind=int, positive=True)
     if r["every_n_steps"]:
-        _check_stimuli(r)
+        _check_stimuli(r, check_paths=check_paths)
     if not isinstance(cfg["export"]["at_end"], bool) or not isinstance(cfg["export"]["every_checkpoint"], bool):
         raise ConfigError("export.at_end and export.every_checkpoint must be true or false")
     if any(v is not None for v in cfg["bar"].values()):
@@ -316,13 +320,13 @@ def _validate(raw: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _check_stimuli(r: dict[str, Any]) -> None:
+def _check_stimuli(r: dict[str, Any], *, check_paths: bool = True) -> None:
     from musiclens.rsa.compare import COMPARISONS
     from musiclens.rsa.models import MODEL_RDMS
     from musiclens.stimuli.notes import GRIDS
 
     stim = str(r["stimuli"])
-    if stim not in GRIDS and not (Path(stim) / "metadata.csv").exists() and not Path(stim).is_dir():
+    if check_paths and stim not in GRIDS and not (Path(stim) / "metadata.csv").exists() and not Path(stim).is_dir():
         raise ConfigError(f"rsa_callback.stimuli {stim!r} is neither a note grid ({', '.join(GRIDS.names())}) "
                           "nor a StimulusSet folder")
     COMPARISONS.get(r["method"])

@@ -44,7 +44,7 @@ import torch
 import yaml
 
 from musiclens.errors import CheckpointError, ConfigError, TrainingError
-from musiclens.fsutil import atomic_dir, atomic_write_json, atomic_write_text, check_out, mark_output
+from musiclens.fsutil import MARKER_FILE, atomic_dir, atomic_write_json, atomic_write_text, check_out, mark_output
 from musiclens.provenance import Timer, environment, hash_bytes
 from musiclens.train.bar import evaluate_bar, resolve_bar
 from musiclens.train.base import Objective, step_generator
@@ -320,7 +320,7 @@ def _prepare_run_dir(run_dir: Path, text: str, *, overwrite: bool, resume: bool)
                     p.unlink()
             for p in run_dir.glob("backbone-step*"):
                 shutil.rmtree(p, ignore_errors=True)
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and any(p.name != MARKER_FILE for p in run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists, is not empty and is not a musiclens training run (no config.yaml); "
                           "choose a new or empty --out folder")
     run_dir.mkdir(parents=True, exist_ok=True)
