@@ -176,3 +176,17 @@ def test_atomic_dir_with_a_kind_marks_and_replaces_only_its_own(tmp_path) -> Non
         with atomic_dir(out, overwrite=True, kind="attention"):
             pass
     assert (out / "ssm.csv").read_text() == "b\n"
+
+
+def test_report_writes_only_into_a_study_run_directory(tmp_path, monkeypatch, capsys) -> None:
+    train_run = tmp_path / "train-run"
+    train_run.mkdir()
+    (train_run / "config.yaml").write_text("objective: ntxent\n")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("whatever: 1\n")
+    for folder in (train_run, mine):
+        before = _snapshot(folder)
+        code, err = _run_cli(["report", str(folder)], monkeypatch, capsys)
+        assert code == 2 and "is not a musiclens run directory" in err and "Traceback" not in err
+        assert _snapshot(folder) == before

@@ -135,7 +135,7 @@ def _legacy_kind(folder: Path) -> str | None:
         except (OSError, yaml.YAMLError):
             cfg = None
         if isinstance(cfg, dict):
-            if "study" in cfg and "steps" in cfg:
+            if isinstance(cfg.get("study"), dict):
                 return "run"
             if "objective" in cfg:
                 return "train"

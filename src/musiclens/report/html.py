@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from musiclens.errors import StoreError
-from musiclens.fsutil import atomic_write_text
+from musiclens.fsutil import atomic_write_text, output_kind
 from musiclens.report import frames as _frames  # noqa: F401  (registers the attention and ssm sections)
 from musiclens.report import headline as _headline  # noqa: F401  (registers the answer-figure section)
 from musiclens.report import probes as _probes  # noqa: F401  (registers the probe section)
@@ -48,8 +48,9 @@ def build_report(run_dir: str | Path) -> Path:
     """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise StoreError(f"{run_dir} is not a musiclens run directory (no config.yaml); run `musiclens run` first")
+    if not cfg_path.is_file() or output_kind(run_dir) != "run":   # never write into a folder of another kind
+        raise StoreError(f"{run_dir} is not a musiclens run directory (a folder written by `musiclens run`, with "
+                         "config.yaml); run `musiclens run` first or point at its run directory")
     cfg: dict[str, Any] = yaml.safe_load(cfg_path.read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
     study = cfg.get("study", {})
