@@ -140,13 +140,13 @@ def _per_subject(effect_layer: int, effect: float, seeds=(0, 1, 2), n_inst: int 
                     if group == "a" and li == effect_layer:
                         value += effect
                     rows.append(dict(network=name, layer=f"layer_{li:02d}", subject=f"i{i}", model_rdm="chroma",
-                                     statistic="partial-tau-a", value=value))
+                                     statistic="partial-tau-b", value=value))
     return pd.DataFrame(rows), groups
 
 
 def test_rsa_contrasts_find_the_layer_with_the_difference():
     ps, groups = _per_subject(effect_layer=2, effect=0.1)
-    t = rsa_contrasts(ps, groups, [("a", "b")], ["partial-tau-a:chroma"], n_bootstraps=300)
+    t = rsa_contrasts(ps, groups, [("a", "b")], ["partial-tau-b:chroma"], n_bootstraps=300)
     by_layer = t.set_index("layer")
     assert by_layer.loc["layer_02", "significant"] and by_layer.loc["layer_02", "difference"] == pytest.approx(0.1, abs=0.02)
     assert not by_layer.loc["layer_00", "significant"] and not by_layer.loc["layer_01", "significant"]
@@ -165,7 +165,7 @@ def test_rsa_contrasts_name_what_is_missing():
     with pytest.raises(InsufficientDataError, match="no per-instrument tau-a"):
         rsa_contrasts(ps, groups, [("a", "b")], ["tau-a:chroma"])
     with pytest.raises(ConfigError, match="STATISTIC:MODEL_RDM"):
-        parse_statistic("partial-tau-a")
+        parse_statistic("partial-tau-b")
 
 
 def test_probe_contrasts_per_task_with_pieces_as_units():

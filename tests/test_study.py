@@ -124,10 +124,10 @@ def test_seed_errors_name_the_problem() -> None:
 def test_contrasts_are_checked_before_the_first_step(tmp_path) -> None:
     raw = _seeded_study(seeds=[0, 1])
     raw["steps"]["run"] = ["stimuli", "contrasts"]
-    raw["contrasts"] = {"pairs": [["ft", "ssl"]], "rsa": ["partial-tau-a:chrome"]}
+    raw["contrasts"] = {"pairs": [["ft", "ssl"]], "rsa": ["partial-tau-b:chrome"]}
     with pytest.raises(ConfigError, match="model RDM 'chrome'"):
         run_study(raw, out=tmp_path / "run")
-    raw["contrasts"] = {"pairs": [["ft", "sssl"]], "rsa": ["partial-tau-a:chroma"]}
+    raw["contrasts"] = {"pairs": [["ft", "sssl"]], "rsa": ["partial-tau-b:chroma"]}
     with pytest.raises(ConfigError, match="'sssl', which is not a network"):
         run_study(raw, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -51,7 +51,7 @@ def test_tiny_study_end_to_end_and_report_rebuild(tmp_path) -> None:
 
     # the report is rebuilt from saved results only, and follows them
     edited = table.copy()
-    mask = (edited.statistic == "partial-tau-a") & (edited.model_rdm == "chroma")
+    mask = (edited.statistic == "partial-tau-b") & (edited.model_rdm == "chroma")
     edited.loc[mask, "significant"] = False
     edited.to_csv(run_dir / "rsa" / "rsa.csv", index=False)
     result = CliRunner().invoke(app, ["report", str(run_dir)])
@@ -74,5 +74,5 @@ def test_interrupted_run_resumes_with_same_numbers(tmp_path) -> None:
     result = CliRunner().invoke(app, ["run", str(study_file), "--out", str(first)])  # the CLI resumes it
     assert result.exit_code == 0, result.output
     assert f"report.html: {(first / 'report.html').resolve()}" in result.output
-    assert "Answer (computed from the results). Partial chroma tau-a" in result.output
+    assert "Answer (computed from the results). Partial chroma tau-b" in result.output
     pd.testing.assert_frame_equal(pd.read_csv(first / "rsa" / "rsa.csv"), reference)

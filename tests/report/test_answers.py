@@ -112,15 +112,15 @@ def test_training_caveats_follow_the_learning_bars(tmp_path) -> None:
 def test_contrast_sentences_state_the_numbers_and_flag_unlearned_groups() -> None:
     from musiclens.report.headline import contrast_sentences
 
-    row = dict(contrast="t - s", a="t", b="s", analysis="rsa", statistic="partial-tau-a", model_rdm="chroma", layer="best-layer-cv",
+    row = dict(contrast="t - s", a="t", b="s", analysis="rsa", statistic="partial-tau-b", model_rdm="chroma", layer="best-layer-cv",
                difference=0.12, ci_low=0.07, ci_high=0.18, p=0.002, p_corrected=0.004, effect_size_dz=1.5,
                n_seeds=3, n_units=12, per_seed="0.1;0.12;0.14")
     table = pd.DataFrame([row, {**row, "layer": "layer_01", "difference": 0.5}])
-    (s,) = contrast_sentences(table, "partial-tau-a", "chroma")
+    (s,) = contrast_sentences(table, "partial-tau-b", "chroma")
     assert ("t − s = +0.120 [+0.070, +0.180], p = 0.002 (Holm 0.004; t is higher; d_z 1.50; 3 seeds × 12 instruments; "
             "per seed +0.100, +0.120, +0.140)") in s
     assert "0.500" not in s       # per-layer rows are not the headline
-    (flagged,) = contrast_sentences(table, "partial-tau-a", "chroma", unlearned={"t"})
+    (flagged,) = contrast_sentences(table, "partial-tau-b", "chroma", unlearned={"t"})
     assert "NOT a test of the training: t missed its learning bar" in flagged
     table.loc[0, "p_corrected"] = 0.2
-    assert "no reliable difference" in contrast_sentences(table, "partial-tau-a", "chroma")[0]
+    assert "no reliable difference" in contrast_sentences(table, "partial-tau-b", "chroma")[0]

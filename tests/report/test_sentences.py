@@ -9,7 +9,7 @@ def _table(sig_a: list[bool], sig_b: list[bool]) -> pd.DataFrame:
     rows = []
     for net, sigs in (("tuned", sig_a), ("ssl", sig_b)):
         for i, s in enumerate(sigs):
-            for stat in ("tau-a", "partial-tau-a"):
+            for stat in ("tau-a", "partial-tau-b"):
                 rows.append(dict(network=net, layer=f"layer_{i:02d}", model_rdm="chroma", statistic=stat,
                                  value=0.1 * (i + 1) if s else 0.01, significant=s))
     return pd.DataFrame(rows)
@@ -25,14 +25,14 @@ def test_layer_ranges() -> None:
 def test_sentences_follow_the_numbers() -> None:
     t = _table([False, False, False, False, True, True, True, True, False], [False] * 9)
     answer = chroma_answer(t)
-    assert answer == ("Partial chroma tau-a (height partialled out) is significant in tuned (layer_04–layer_07) "
+    assert answer == ("Partial chroma tau-b (height partialled out) is significant in tuned (layer_04–layer_07) "
                       "and in no layer of ssl.")
     # change the numbers: the sentence changes with them
     t2 = _table([False] * 9, [False, True, True] + [False] * 6)
-    assert chroma_answer(t2) == ("Partial chroma tau-a (height partialled out) is significant in ssl "
+    assert chroma_answer(t2) == ("Partial chroma tau-b (height partialled out) is significant in ssl "
                                  "(layer_01–layer_02) and in no layer of tuned.")
     assert "significant in no layer of tuned, ssl" in chroma_answer(_table([False] * 3, [False] * 3))
     findings = rsa_findings(t, models=["chroma"])
-    assert findings[1].startswith("tuned: partial chroma tau-a is significant in 4 of 9 layers (layer_04–layer_07)")
+    assert findings[1].startswith("tuned: partial chroma tau-b is significant in 4 of 9 layers (layer_04–layer_07)")
     assert "peak 0.800 at layer_07" in findings[1]
-    assert findings[3].startswith("ssl: partial chroma tau-a is significant in no layer")
+    assert findings[3].startswith("ssl: partial chroma tau-b is significant in no layer")

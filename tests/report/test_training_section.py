@@ -14,7 +14,7 @@ def _curve(values_by_step: dict[int, list[float]]) -> pd.DataFrame:
     rows = []
     for step, values in values_by_step.items():
         for i, v in enumerate(values):
-            rows.append(dict(step=step, layer=f"layer_{i:02d}", statistic="partial-tau-a", model_rdm="chroma", value=v))
+            rows.append(dict(step=step, layer=f"layer_{i:02d}", statistic="partial-tau-b", model_rdm="chroma", value=v))
             rows.append(dict(step=step, layer=f"layer_{i:02d}", statistic="tau-a", model_rdm="pitch_height",
                              value=0.3))
     return pd.DataFrame(rows)
@@ -22,7 +22,7 @@ def _curve(values_by_step: dict[int, list[float]]) -> pd.DataFrame:
 
 def test_curve_sentence_follows_the_numbers() -> None:
     s = curve_sentence(_curve({0: [0.01, 0.02], 50: [0.05, 0.11]}), condition="transcription")
-    assert s == ("During transcription training, the largest partial tau-a for chroma over layers rose from 0.020 "
+    assert s == ("During transcription training, the largest partial tau-b for chroma over layers rose from 0.020 "
                  "at step 0 to 0.110 at step 50 (then at layer_01).")
     s2 = curve_sentence(_curve({0: [0.2, 0.02], 100: [0.05, 0.01]}), condition="asr")
     assert "fell from 0.200 at step 0 to 0.050 at step 100 (then at layer_00)" in s2

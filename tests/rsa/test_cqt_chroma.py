@@ -31,6 +31,6 @@ def test_cqt_of_default_grid_shows_significant_partial_chroma(note_grid) -> None
     res = run_rsa({"cqt": pooled}, meta, test="permutation", n_permutations=199, n_bootstraps=100,
                   bootstrap_over="pitches", seed=0)
     t = res.table.set_index(["statistic", "model_rdm"])
-    partial = t.loc[("partial-tau-a", "chroma")]
+    partial = t.loc[("partial-tau-b", "chroma")]
     assert partial["value"] > 0.05 and partial["significant"] and partial["ci_low"] > 0
     assert t.loc[("tau-a", "pitch_height"), "significant"]

@@ -24,9 +24,9 @@ def test_table_layout_and_contents(layers, grid6) -> None:
     res = run_rsa(layers, grid6, network="toy", **FAST)
     t = res.table
     assert tuple(t.columns) == TABLE_COLUMNS
-    assert set(t["statistic"]) == {"tau-a", "partial-tau-a", "beta_pitch_height", "beta_chroma",
+    assert set(t["statistic"]) == {"tau-a", "partial-tau-a", "partial-tau-b", "beta_pitch_height", "beta_chroma",
                                    "beta_pitch_height_x_chroma", "tau-a-best-layer-cv",
-                                   "partial-tau-a-best-layer-cv"}
+                                   "partial-tau-a-best-layer-cv", "partial-tau-b-best-layer-cv"}
     assert (t["network"] == "toy").all()
     main = t[t["statistic"] == "tau-a"]
     assert len(main) == 3 * 2 and main["noise_ceiling_low"].notna().all()
@@ -36,9 +36,9 @@ def test_table_layout_and_contents(layers, grid6) -> None:
     # Bonferroni over layers x models within a statistic
     np.testing.assert_allclose(main["p_corrected"], np.minimum(1, main["p"] * 6))
     # partial chroma grows with the pitch-class weight; the best chroma layer is the last
-    pc = t[(t.statistic == "partial-tau-a") & (t.model_rdm == "chroma")].set_index("layer")["value"]
+    pc = t[(t.statistic == "partial-tau-b") & (t.model_rdm == "chroma")].set_index("layer")["value"]
     assert pc["layer_00"] < pc["layer_01"] < pc["layer_02"]
-    best = t[(t.statistic == "partial-tau-a-best-layer-cv") & (t.model_rdm == "chroma")].iloc[0]
+    best = t[(t.statistic == "partial-tau-b-best-layer-cv") & (t.model_rdm == "chroma")].iloc[0]
     assert best["layer"] == "layer_02"
     assert set(res.per_subject["subject"]) == {f"inst{k}" for k in range(6)}
 

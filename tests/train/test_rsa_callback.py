@@ -28,7 +28,7 @@ def test_rows_at_every_step_and_values_match_an_independent_rsa(straight) -> Non
     assert list(curve.columns) == ["step", "layer", "statistic", "model_rdm", "value"]
     assert sorted(curve["step"].unique()) == [0, 1, 2, 3, 4]
     per_step = curve.groupby("step").size()
-    assert (per_step == 3 * 2 * 2).all()   # 3 layers x {tau-a, partial-tau-a} x {pitch_height, chroma}
+    assert (per_step == 3 * 2 * 2).all()   # 3 layers x {tau-a, partial-tau-b} x {pitch_height, chroma}
     assert not curve.duplicated(["step", "layer", "statistic", "model_rdm"]).any()
     assert curve["value"].between(-1, 1).all()
     # the values at the last step equal musiclens's own pipeline on the exported backbone
@@ -42,7 +42,7 @@ def test_rows_at_every_step_and_values_match_an_independent_rsa(straight) -> Non
     ref = run_rsa({k: np.asarray(v) for k, v in acts.items()}, s.metadata, stimulus_ids=s.ids,
                   n_permutations=0, n_bootstraps=0, regression=False, best_layer=False).table
     last = curve[curve["step"] == 4]
-    for stat in ("tau-a", "partial-tau-a"):
+    for stat in ("tau-a", "partial-tau-b"):
         for model in ("pitch_height", "chroma"):
             got = last[(last.statistic == stat) & (last.model_rdm == model)].set_index("layer")["value"]
             want = ref[(ref.statistic == stat) & (ref.model_rdm == model)].set_index("layer")["value"]
@@ -51,7 +51,7 @@ def test_rows_at_every_step_and_values_match_an_independent_rsa(straight) -> Non
     m = pd.read_csv(straight.run_dir / "logs" / "metrics.csv")
     col = "rsa/chroma_partial/layer_02"
     assert sorted(m.dropna(subset=[col])["step"].tolist()) == [0, 1, 2, 3, 4]
-    row = curve[(curve.step == 2) & (curve.statistic == "partial-tau-a") & (curve.model_rdm == "chroma")
+    row = curve[(curve.step == 2) & (curve.statistic == "partial-tau-b") & (curve.model_rdm == "chroma")
                 & (curve.layer == "layer_02")]
     assert m.dropna(subset=[col]).set_index("step").loc[2, col] == pytest.approx(float(row["value"].iloc[0]), abs=1e-6)
 

@@ -40,7 +40,9 @@ def rsa_command(
         seed=seed, backend=backend, progress=True,
     )
     t = result.table
-    main = t[t["statistic"].isin([method, f"partial-{method}"])]
+    from musiclens.rsa.pipeline import partial_statistics
+
+    main = t[t["statistic"].isin([method, *partial_statistics(method)])]
     typer.echo(f"wrote {len(t)} rows to {out / 'rsa.csv'}")
     for (stat, model), g in main.groupby(["statistic", "model_rdm"], sort=False):
         best = g.loc[g["value"].idxmax()]

@@ -1,7 +1,7 @@
 """The report's first section: the headline statistic per network, grouped by training regime.
 
 The study names its headline in ``contrasts.headline`` (``"STATISTIC:MODEL_RDM"``, e.g.
-``"partial-tau-a:chroma"``; default: the first entry of ``contrasts.rsa``, else partial
+``"partial-tau-b:chroma"``; default: the first entry of ``contrasts.rsa``, else partial
 ``<rsa.method>`` for chroma).  This section reads ``rsa/rsa.csv`` (its ``-best-layer-cv`` rows:
 the value at the best layer chosen on held-out instruments), ``train/conditions.csv`` (learning
 bars) and ``contrasts/contrasts.csv`` and draws:
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from musiclens.rsa.pipeline import partial_statistic
 from musiclens.report.sections import SECTIONS, ReportContext, Section, img_html, table_html
 
 __all__ = ["headline_statistic", "headline_rows", "regime_of", "group_summary", "contrast_sentences", "probe_contrast_sentences", "headline_section",
@@ -43,11 +44,25 @@ def headline_statistic(cfg: Mapping[str, Any]) -> tuple[str, str]:
     if spec:
         stat, model = str(spec).split(":")
         return stat, model
-    return f"partial-{(cfg.get('rsa') or {}).get('method', 'tau-a')}", "chroma"
+    return partial_statistic((cfg.get("rsa") or {}).get("method", "tau-a")), "chroma"
+
+
+def _partial_definition(stat: str) -> str:
+    """The formula of a Kendall partial statistic, for the report's note on the headline."""
+    if stat == "partial-tau-b":
+        return (" Partial τ-b is Kendall's partial τ computed from τ_b coefficients: τ_{dc·h} = (τ_dc − τ_dh τ_ch) / "
+                "√((1 − τ_dh²)(1 − τ_ch²)) with τ_b = τ_a / √(self_x self_y), self being an RDM's fraction of untied "
+                "pairs (as R's ppcor computes it); the same formula on τ_a coefficients, the textbook partial τ_a, is "
+                "the <code>partial-tau-a</code> row of <code>rsa/rsa.csv</code> and is about a third as large here "
+                "because the chroma RDM has two values. Each is tested against its own permutation null.")
+    if stat == "partial-tau-a":
+        return (" Partial τ-a is the textbook Kendall partial formula τ_{dc·h} = (τ_dc − τ_dh τ_ch) / "
+                "√((1 − τ_dh²)(1 − τ_ch²)) on τ_a coefficients.")
+    return ""
 
 
 def statistic_label(stat: str, model: str) -> str:
-    """``partial-tau-a`` / ``chroma`` -> ``partial chroma τ-a (height partialled out)``."""
+    """``partial-tau-b`` / ``chroma`` -> ``partial chroma τ-b (other model RDMs partialled out)``."""
     nice = {"pitch_height": "pitch height", "chroma": "chroma"}.get(model, model)
     method = stat.removeprefix("partial-").replace("tau-", "τ-").replace("rho-", "ρ-")
     if stat.startswith("partial-"):
@@ -255,7 +270,7 @@ def headline_section(ctx: ReportContext) -> Section | None:
         "linear in the models; the regression betas (<code>beta_*</code> rows of <code>rsa/rsa.csv</code>) assume "
         "linearity, include the height × chroma interaction and can be significant where the partial rank statistic "
         "is not, so they are reported but not used for the answer. Value at the best layer is chosen on the other "
-        "instruments (leave one out), so it is not inflated by the choice.</p>")
+        "instruments (leave one out), so it is not inflated by the choice." + _partial_definition(stat) + "</p>")
     sec.html.append(table_html(summary))
     sec.md += ["| " + " | ".join(summary.columns) + " |", "|" + "---|" * len(summary.columns)]
     sec.md += ["| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |"

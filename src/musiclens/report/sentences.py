@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from musiclens.rsa.pipeline import partial_statistic, partial_statistics
+
 __all__ = ["layer_ranges", "rsa_findings", "chroma_answer", "disagreement_sentence"]
 
 
@@ -48,7 +50,8 @@ def rsa_findings(table: pd.DataFrame, *, method: str = "tau-a", layer_order: dic
     table
         The tidy RSA table (``network, layer, model_rdm, statistic, value, ..., significant``).
     method
-        The comparison method whose rows are summarised (and ``partial-<method>``).
+        The comparison method whose rows are summarised (and its partial statistics,
+        :func:`~musiclens.rsa.pipeline.partial_statistics`).
     layer_order
         ``{network: [layer names in network order]}``; default: order of appearance.
     models
@@ -58,7 +61,7 @@ def rsa_findings(table: pd.DataFrame, *, method: str = "tau-a", layer_order: dic
     for network, rows in table.groupby("network", sort=False):
         order = (layer_order or {}).get(str(network)) or list(dict.fromkeys(rows["layer"]))
         for model in models:
-            for stat in (method, f"partial-{method}"):
+            for stat in (method, *partial_statistics(method)):
                 sel = rows[(rows["model_rdm"] == model) & (rows["statistic"] == stat)]
                 if sel.empty:
                     continue
@@ -81,7 +84,8 @@ def chroma_answer(table: pd.DataFrame, *, method: str = "tau-a") -> str:
     Networks trained with several seeds (a ``condition`` column naming their group) are
     reported once per condition, with the number of seeds in which some layer is significant.
     """
-    stat = f"partial-{method}"
+    stat = partial_statistic(method)
+    name = stat.removeprefix("partial-")
     rows = table[(table["model_rdm"] == "chroma") & (table["statistic"] == stat)]
     if rows.empty:
         return f"No partial chroma ({stat}) was computed, so the chroma question is not answered by this run."
@@ -101,9 +105,9 @@ def chroma_answer(table: pd.DataFrame, *, method: str = "tau-a") -> str:
             with_chroma.append(f"{group} ({len(sig_nets)}/{len(nets)} seeds; {where})")
     parts = []
     if with_chroma:
-        parts.append(f"partial chroma {method} (height partialled out) is significant in " + "; ".join(with_chroma))
+        parts.append(f"partial chroma {name} (height partialled out) is significant in " + "; ".join(with_chroma))
     if without:
-        parts.append(("and " if parts else f"partial chroma {method} is significant ") +
+        parts.append(("and " if parts else f"partial chroma {name} is significant ") +
                      "in no layer of " + ", ".join(without))
     sentence = " ".join(parts)
     return sentence[0].upper() + sentence[1:] + "."
@@ -112,7 +116,7 @@ def chroma_answer(table: pd.DataFrame, *, method: str = "tau-a") -> str:
 def disagreement_sentence(table: pd.DataFrame, *, method: str = "tau-a", model: str = "chroma") -> str:
     """Where the regression beta of ``model`` is significant in layers where the partial rank
     statistic is not: say so, and which one the answer uses."""
-    part = table[(table["model_rdm"] == model) & (table["statistic"] == f"partial-{method}")]
+    part = table[(table["model_rdm"] == model) & (table["statistic"] == partial_statistic(method))]
     beta = table[(table["model_rdm"] == model) & (table["statistic"] == f"beta_{model}")]
     if part.empty or beta.empty:
         return ""
@@ -123,6 +127,6 @@ def disagreement_sentence(table: pd.DataFrame, *, method: str = "tau-a", model: 
         return ""
     nets = list(dict.fromkeys(only_beta["network"]))
     return (f"beta_{model} (standardised regression weight, with pitch height and their interaction) is significant "
-            f"in {len(only_beta)} layer(s) of {len(nets)} network(s) where partial {model} {method} is not "
+            f"in {len(only_beta)} layer(s) of {len(nets)} network(s) where partial {model} {partial_statistic(method).removeprefix('partial-')} is not "
             f"(e.g. {', '.join(nets[:3])}); the answer uses the partial rank statistic, which does not assume linear "
             "dissimilarities (see the first figure's note).")

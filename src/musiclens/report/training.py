@@ -20,7 +20,7 @@ __all__ = ["curve_sentence", "training_section"]
 
 
 def curve_sentence(curve: pd.DataFrame, *, condition: str, model: str = "chroma",
-                   statistic: str = "partial-tau-a") -> str:
+                   statistic: str = "partial-tau-b") -> str:
     """How the best layer's ``statistic`` for ``model`` changed from the first to the last step.
 
     Parameters
@@ -50,7 +50,7 @@ def _curve_figure(curve: pd.DataFrame, path: Path, *, title: str) -> Path | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = [(m, s) for m, s in (("chroma", "partial-tau-a"), ("pitch_height", "tau-a"))
+    pairs = [(m, s) for m, s in (("chroma", "partial-tau-b"), ("pitch_height", "tau-a"))
              if not curve[(curve["model_rdm"] == m) & (curve["statistic"] == s)].empty]
     if not pairs:
         return None

@@ -8,12 +8,23 @@ Partial correlation (any correlation-type comparison: τ_a, Spearman, ρ_a, Pear
 
         ``partial_k = (A c)_k / sqrt(s A_kk + (A c)_k²)``.
 
-    For two models (height ``h``, chroma ``c``) this is Kendall's (1942) partial τ formula,
-    used with τ_a throughout (the "partial τ_a"):
+    For two models (height ``h``, chroma ``c``) this is Kendall's (1942) partial τ formula
 
         ``τ_{d c · h} = (τ_{dc} - τ_{dh} τ_{ch}) / sqrt((1 - τ_{dh}²)(1 - τ_{ch}²))``,
 
     and with Spearman's ρ it is the partial rank correlation.
+
+    With ``data_var`` (the data's self-comparison) and a matrix ``R`` whose diagonal holds each
+    model's self-comparison, the same expression with ``s = data_var - cᵀ A c`` is the partial
+    correlation read off the covariance-like matrix ``[[data_var, cᵀ], [c, R]]``.  Partial
+    correlation is invariant to rescaling each variable, so this equals the unit-diagonal formula
+    applied to the self-normalised coefficients ``c_k / sqrt(data_var R_kk)`` and
+    ``R_kl / sqrt(R_kk R_ll)``.  For Kendall's τ_a, whose self-comparison of an RDM with tied
+    dissimilarities is the fraction of untied pairs, the self-normalised coefficient is exactly
+    Kendall's τ_b, so this gives Kendall's partial τ computed from τ_b coefficients ("partial τ_b",
+    as R's ``ppcor::pcor(method = "kendall")`` computes it); with a unit diagonal and τ_a
+    coefficients it gives the textbook partial τ_a.  The two differ when the model RDMs have many
+    ties (a chroma RDM has two values), partial τ_b being the larger.
 
 Regression (:func:`regression_design`, :func:`regress`)
     Ordinary least squares of the standardised data dissimilarities (z-scored over pairs,
@@ -35,7 +46,7 @@ from musiclens.errors import AnalysisError
 __all__ = ["partial_correlations", "regression_design", "regress", "zscore"]
 
 
-def partial_correlations(c: np.ndarray, r: np.ndarray) -> np.ndarray:
+def partial_correlations(c: np.ndarray, r: np.ndarray, *, data_var: np.ndarray | float = 1.0) -> np.ndarray:
     """Partial correlation of the data with each model, controlling for the other models.
 
     Parameters
@@ -44,7 +55,11 @@ def partial_correlations(c: np.ndarray, r: np.ndarray) -> np.ndarray:
         Data–model correlations ``[shape=(..., K)]``.
     r
         Model–model correlation matrix ``[shape=(K, K)]`` or ``[shape=(..., K, K)]``
-        broadcastable against ``c`` (unit diagonal).
+        broadcastable against ``c``: a unit diagonal for the textbook formula, or each model's
+        self-comparison (see the module docstring).
+    data_var
+        The data's self-comparison, broadcastable against ``c[..., 0]`` (1 for the textbook
+        formula).
 
     Returns
     -------
@@ -68,15 +83,17 @@ def partial_correlations(c: np.ndarray, r: np.ndarray) -> np.ndarray:
             "correlations are undefined; drop one of the redundant models"
         ) from err
     ac = np.einsum("...kl,...l->...k", a, c)
-    s = 1.0 - np.einsum("...k,...k->...", c, ac)
+    s = np.asarray(data_var, dtype=float) - np.einsum("...k,...k->...", c, ac)
+    s = np.where(np.abs(s) <= 1e-12, 0.0, s)   # an exact fit (e.g. a layer that copies a model RDM)
     diag = np.diagonal(a, axis1=-2, axis2=-1)
     denom = s[..., None] * diag + ac**2
-    if np.any(denom <= 0) or not np.all(np.isfinite(denom)):
+    if np.any(denom < 0) or not np.all(np.isfinite(denom)) or np.any((denom == 0) & (s[..., None] != 0)):
         raise AnalysisError(
-            "partial correlation undefined: the data RDM is (almost) a linear combination of the "
-            "model RDMs under this comparison; report the plain correlations instead"
+            "partial correlation undefined: the data-model and model-model correlations are "
+            "inconsistent under this comparison; report the plain correlations instead"
         )
-    return ac / np.sqrt(denom)
+    # an exact fit gives ±1 for each model with a nonzero weight and 0 for the others
+    return np.divide(ac, np.sqrt(denom), out=np.zeros_like(ac), where=denom > 0)
 
 
 def zscore(v: np.ndarray) -> np.ndarray:

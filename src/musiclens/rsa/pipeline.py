@@ -7,7 +7,17 @@ For one network, every layer gets one RDM per subject (instrument) over the cond
     the subject-mean comparison of layer and model RDM, with the layer's noise ceiling;
 ``partial-<method>``
     the subject-mean partial correlation with each model, controlling for the other models
-    (correlation-type methods, two or more models; see :mod:`musiclens.rsa.partial`);
+    (correlation-type methods, two or more models; see :mod:`musiclens.rsa.partial`): the
+    textbook formula on ``<method>`` coefficients with a unit diagonal.  For ``tau-a`` this is
+    ``partial-tau-a`` (textbook partial τ_a), and a second statistic is added:
+``partial-tau-b``
+    (method ``tau-a`` only) Kendall's partial τ computed from τ_b coefficients: the same formula
+    with each RDM's τ_a self-concordance (its fraction of untied pairs) on the diagonal, which
+    equals the unit-diagonal formula on τ_b = τ_a / sqrt(self_x self_y) (:func:`partial_statistic`
+    names it; it is the one the studies report).  Before musiclens 0.3 this statistic was
+    labelled ``partial-tau-a``.  Each statistic's permutation p uses its own null (the same
+    permutations), so permutation p-values published under the old name are valid for partial
+    τ_b; the two statistics' p-values are close but not identical;
 ``beta_<predictor>``
     subject-mean standardised regression betas on the models (+ pairwise interactions);
 ``<statistic>-best-layer-cv``
@@ -48,7 +58,8 @@ from musiclens.rsa.models import model_vectors
 from musiclens.rsa.partial import partial_correlations, regress, regress_permuted, regress_weighted, regression_design
 from musiclens.rsa.rdm import RDMStack, subject_rdms
 
-__all__ = ["run_rsa", "RSAResult", "TABLE_COLUMNS", "check_stimulus_order"]
+__all__ = ["run_rsa", "RSAResult", "TABLE_COLUMNS", "check_stimulus_order", "partial_statistic",
+           "partial_statistics", "self_concordance"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +69,46 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "significant", "noise_ceiling_low", "noise_ceiling_high",
 )
 _BOOTSTRAP_OVER = ("instruments", "pitches", "both")
+
+
+def partial_statistics(method: str) -> list[str]:
+    """The partial statistics :func:`run_rsa` reports for ``method`` (the headline one first)."""
+    return ["partial-tau-b", "partial-tau-a"] if method == "tau-a" else [f"partial-{method}"]
+
+
+def partial_statistic(method: str) -> str:
+    """The partial statistic studies and reports use for ``method``: ``partial-tau-b`` for
+    ``tau-a`` (Kendall's partial τ on τ_b, the standard definition with tied RDMs), else
+    ``partial-<method>``."""
+    return partial_statistics(method)[0]
+
+
+def self_concordance(x: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """τ_a of each row of ``x [shape=(R, n)]`` with itself: the fraction of pairs of entries that
+    are not tied (1 for a row without ties), ``[shape=(R,)]``.
+
+    With ``weights [shape=(B, n)]`` (integer multiplicities of the entries, as a bootstrap over
+    conditions resamples dissimilarities), each entry counts ``w`` times and copies of one entry
+    tie with each other, as in rsatoolbox's subsampled comparison: ``[shape=(R, B)]``.
+    """
+    from scipy import sparse
+
+    x = np.atleast_2d(np.asarray(x))
+    n = x.shape[1]
+    if weights is None:
+        w = np.ones((1, n))
+    else:
+        w = np.atleast_2d(np.asarray(weights, dtype=float))
+    total = w.sum(axis=1)
+    pairs = total * (total - 1) / 2.0
+    out = np.empty((x.shape[0], w.shape[0]))
+    for i, row in enumerate(x):
+        _, inv = np.unique(row, return_inverse=True)
+        groups = sparse.csr_matrix((np.ones(n), (np.arange(n), inv.ravel())), shape=(n, int(inv.max()) + 1))
+        per_group = np.asarray((groups.T @ w.T).T)                     # [B, G]: entries per tie group
+        ties = (per_group * (per_group - 1) / 2.0).sum(axis=1)
+        out[i] = np.where(pairs > 0, 1.0 - ties / np.where(pairs > 0, pairs, 1.0), np.nan)
+    return out[:, 0] if weights is None else out
 _TESTS = ("t-test", "permutation")
 
 
@@ -301,9 +352,16 @@ def run_rsa(
         for k, name in enumerate(models):
             per_subject[(method, name)] = obs[:, k]
         if do_partial:
-            part = partial_correlations(obs, rmm)
+            unit = rmm.copy()
+            np.fill_diagonal(unit, 1.0)       # textbook: coefficients as they are, unit diagonal
+            part = partial_correlations(obs, unit)
             for k, name in enumerate(models):
                 per_subject[(f"partial-{method}", name)] = part[:, k]
+            if method == "tau-a":             # Kendall's partial τ on τ_b: self-concordances on the diagonal
+                data_self = self_concordance(flat)                         # [L*S]; 1 without ties
+                part_b = partial_correlations(obs, rmm, data_var=data_self)
+                for k, name in enumerate(models):
+                    per_subject[("partial-tau-b", name)] = part_b[:, k]
         if do_regression:
             use_inter = interactions and n_models >= 2
             try:
@@ -333,9 +391,13 @@ def run_rsa(
             for k, name in enumerate(models):
                 nulls[(method, name)] = null_obs[:, k, :]
             if do_partial:
-                pn = partial_correlations(np.moveaxis(null_obs, 1, -1), rmm)   # [L*S, P, K]
+                pn = partial_correlations(np.moveaxis(null_obs, 1, -1), unit)   # [L*S, P, K]
                 for k, name in enumerate(models):
                     nulls[(f"partial-{method}", name)] = pn[:, :, k]
+                if method == "tau-a":   # a permutation moves pairs, so self-concordances do not change
+                    pn = partial_correlations(np.moveaxis(null_obs, 1, -1), rmm, data_var=data_self[:, None])
+                    for k, name in enumerate(models):
+                        nulls[("partial-tau-b", name)] = pn[:, :, k]
             if do_regression:
                 bn = regress_permuted(flat, design, sigmas)                    # [L*S, n_pred, P]
                 for k, name in enumerate(predictors):
@@ -363,9 +425,17 @@ def run_rsa(
                 if do_partial:
                     rb = np.stack([weighted_scores(model_prep, mv[k], w) for k in range(n_models)], axis=1)
                     rb = np.moveaxis(rb, -1, 0)                            # [B, K, K]
-                    pb = partial_correlations(np.moveaxis(bs, 1, -1), rb)  # [L*S, B, K]
+                    rb_unit = rb.copy()
+                    rb_unit[:, np.arange(n_models), np.arange(n_models)] = 1.0
+                    pb = partial_correlations(np.moveaxis(bs, 1, -1), rb_unit)  # [L*S, B, K]
                     for k, name in enumerate(models):
                         sub[(f"partial-{method}", name)] = pb[:, :, k]
+                    if method == "tau-a":
+                        # the models' weighted self-concordances are on rb's diagonal; the data's
+                        # are computed with the same multiplicities
+                        pb = partial_correlations(np.moveaxis(bs, 1, -1), rb, data_var=self_concordance(flat, w))
+                        for k, name in enumerate(models):
+                            sub[("partial-tau-b", name)] = pb[:, :, k]
                 if do_regression:
                     rw = regress_weighted(flat, mv, models, w, interactions=use_inter)
                     for k, name in enumerate(predictors):

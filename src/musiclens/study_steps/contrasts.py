@@ -4,7 +4,7 @@ Study section::
 
     contrasts:
       pairs: [[transcription, ssl], [transcription, asr]]   # network groups, A - B
-      rsa: ["partial-tau-a:chroma", "tau-a:pitch_height"]  # RSA statistic:model RDM
+      rsa: ["partial-tau-b:chroma", "tau-a:pitch_height"]  # RSA statistic:model RDM
       n_permutations: 10000
       n_bootstraps: 5000
       correction: holm
@@ -49,9 +49,9 @@ CONTRAST_COLUMNS = ("contrast", "a", "b", "analysis", "task", "statistic", "mode
 
 
 def parse_statistic(spec: str) -> tuple[str, str]:
-    """``"partial-tau-a:chroma"`` -> ``("partial-tau-a", "chroma")``."""
+    """``"partial-tau-b:chroma"`` -> ``("partial-tau-b", "chroma")``."""
     if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
-        raise ConfigError(f"contrasts.rsa entries are 'STATISTIC:MODEL_RDM' (e.g. 'partial-tau-a:chroma'), got {spec!r}")
+        raise ConfigError(f"contrasts.rsa entries are 'STATISTIC:MODEL_RDM' (e.g. 'partial-tau-b:chroma'), got {spec!r}")
     stat, model = spec.split(":")
     return stat, model
 

@@ -217,7 +217,9 @@ class RSACallback(pl.Callback):
         """RSA rows (:data:`CURVE_COLUMNS`) of ``backbone`` at ``step``."""
         s = self.prepare_stimuli()
         table = self._run_rsa(self.activations(backbone, context=context), s)
-        keep = table["statistic"].isin([self.method, f"partial-{self.method}"])
+        from musiclens.rsa.pipeline import partial_statistic
+
+        keep = table["statistic"].isin([self.method, partial_statistic(self.method)])
         rows = table.loc[keep, ["layer", "statistic", "model_rdm", "value"]].copy()
         rows.insert(0, "step", int(step))
         return rows.reset_index(drop=True)
