@@ -39,3 +39,25 @@ def test_a_failed_folder_leaves_nothing(tmp_path) -> None:
         atomic_write_text(tmp / "half.csv", "x")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_removes_only_orphans_of_dead_processes(tmp_path) -> None:
+    """A kill before the rename leaves ``.<name>.<pid>.*.partial``; the next write removes it if
+    that process is gone, and never touches a live process's or anything else."""
+    import subprocess
+    import sys
+
+    from musiclens.fsutil import atomic_dir
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    orphan = tmp_path / f".out.{dead}.abc123.partial"
+    live = tmp_path / f".out.{os.getpid()}.def456.partial"
+    other = tmp_path / ".out.notapid.partial"
+    for d in (orphan, live, other):
+        d.mkdir()
+        (d / "rsa.csv").write_text("x\n")
+    with atomic_dir(tmp_path / "out", kind="rsa") as tmp:
+        (tmp / "rsa.csv").write_text("new\n")
+    assert not orphan.exists() and live.is_dir() and other.is_dir()
+    assert (tmp_path / "out" / "rsa.csv").read_text() == "new\n"

@@ -17,6 +17,7 @@ Folders written before markers existed are recognised by their manifests.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -213,6 +214,21 @@ def check_out(path: str | os.PathLike[str], kind: str, *, overwrite: bool | None
     return path
 
 
+def _remove_orphans(path: Path) -> None:
+    """Remove the temporary siblings ``.<name>.<pid>.*.partial`` that :func:`atomic_dir` made for
+    ``path`` in processes that no longer run (killed before the rename)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or not tmp.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:   # alive, another user's
+            continue
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False, kind: str | None = None) -> Iterator[Path]:
     """Build a folder in a temporary sibling and rename it to ``path`` on success.
@@ -245,7 +261,8 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False, kind: s
             "choose another path or pass overwrite=True (--overwrite on the command line)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    _remove_orphans(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())   # as mkdir would make it, not mkdtemp's owner-only 0o700
         yield tmp

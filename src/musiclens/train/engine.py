@@ -328,7 +328,11 @@ def _prepare_run_dir(run_dir: Path, text: str, *, overwrite: bool, resume: bool)
     atomic_write_text(cfg_path, text)
 
 
-def _make_logger(cfg: Mapping[str, Any], run_dir: Path) -> Any:
+def _make_logger(cfg: Mapping[str, Any], run_dir: Path, *, resume_step: int | None = None) -> Any:
+    """The run's logger.  The CSV logger writes every row as it is logged (a killed run loses at
+    most the step it was in); on resume, rows from the checkpoint's step on (the killed run's,
+    which the resumed run logs again) and a torn last line are dropped first, and the logger continues
+    the file with its header, so ``logs/metrics.csv`` holds every logged row exactly once."""
     kind = cfg["trainer"]["logger"]
     if kind == "none":
         return False
@@ -338,7 +342,42 @@ def _make_logger(cfg: Mapping[str, Any], run_dir: Path) -> Any:
         return TensorBoardLogger(save_dir=str(run_dir), name="logs", version="")
     from lightning.pytorch.loggers import CSVLogger
 
-    return CSVLogger(save_dir=str(run_dir), name="logs", version="")
+    path = run_dir / "logs" / "metrics.csv"
+    kept = _trim_metrics(path, resume_step) if resume_step is not None and _launched_rank() == 0 else None
+    csv_logger = CSVLogger(save_dir=str(run_dir), name="logs", version="", flush_logs_every_n_steps=1)
+    if kept is not None:
+        writer = csv_logger.experiment        # Lightning's writer deletes metrics.csv when it is made ...
+        header, text = kept
+        atomic_write_text(path, text)          # ... so the kept rows go back after it, and it continues them
+        writer.metrics_keys = list(header)
+    return csv_logger
+
+
+def _trim_metrics(path: Path, step: int) -> tuple[list[str], str] | None:
+    """The header of ``path`` and its text with only the rows a run resumed at global step ``step``
+    does not log again (logged steps ``< step``); None without a file."""
+    import csv
+    import io
+
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]          # a line torn by the kill
+    reader = csv.DictReader(io.StringIO(text))
+    header = list(reader.fieldnames or [])
+    kept = []
+    for row in reader:
+        try:
+            if int(float(row.get("step") or "nan")) < step:   # Lightning logs step k for global step k + 1
+                kept.append(row)
+        except ValueError:
+            continue
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept)
+    return header, buf.getvalue()
 
 
 def export_backbone(objective: Objective, path: Path, *, step: int, cfg: Mapping[str, Any], config_sha256: str) -> Path:
@@ -527,22 +566,23 @@ def train(
     cbs += list(callbacks)
     val_every = int(t["val_every_n_steps"])
     has_val = bool(dm.val_refs) and val_every > 0
+    start_step = 0
+    if ckpt_path is not None:
+        start_step = _checkpoint_step(last)
+        logger.info("resuming %s from step %d", run_dir, start_step)
     pl.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     trainer = pl.Trainer(
         accelerator=_accelerator(t["accelerator"]), devices=t["devices"], num_nodes=t["num_nodes"],
         strategy=t["strategy"], precision=t["precision"], deterministic=bool(t["deterministic"]),
         max_steps=int(o["max_steps"]), max_epochs=-1, accumulate_grad_batches=int(o["accumulate"]),
         gradient_clip_val=o["grad_clip"] or None, gradient_clip_algorithm="norm",
-        log_every_n_steps=min(int(t["log_every_n_steps"]), int(o["max_steps"]) * int(o["accumulate"])), logger=_make_logger(cfg, run_dir), callbacks=cbs,
+        log_every_n_steps=min(int(t["log_every_n_steps"]), int(o["max_steps"]) * int(o["accumulate"])),
+        logger=_make_logger(cfg, run_dir, resume_step=start_step if ckpt_path is not None else None), callbacks=cbs,
         enable_progress_bar=bool(t["progress_bar"]) and not plain_progress, enable_model_summary=False, num_sanity_val_steps=0,
         val_check_interval=(val_every * int(o["accumulate"])) if has_val else None,
         check_val_every_n_epoch=None, limit_val_batches=1.0 if has_val else 0,
         use_distributed_sampler=False, inference_mode=False, default_root_dir=str(run_dir),
     )
-    start_step = 0
-    if ckpt_path is not None:
-        start_step = _checkpoint_step(last)
-        logger.info("resuming %s from step %d", run_dir, start_step)
     init_path = run_dir / "val_at_init.json"
     if has_val and ckpt_path is None and not init_path.is_file():
         module.val_batches = dm.val_dataloader
@@ -561,7 +601,7 @@ def train(
         atomic_write_json(manifest_path, manifest)
     with timer("fit"):
         try:
-            with warnings.catch_warnings():  # the CSV logger appends on resume; its warning says otherwise
+            with warnings.catch_warnings():  # the CSV logger's "logs will be deleted": _make_logger restored them
                 warnings.filterwarnings("ignore", message="Experiment logs directory")
                 # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; not ours to fix
                 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
