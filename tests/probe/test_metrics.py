@@ -132,3 +132,21 @@ def test_bootstrap_interval_and_permutation_chance() -> None:
     pp = np.bincount(p.argmax(1), minlength=4) / 400
     pt = np.bincount(t, minlength=4) / 400
     assert permutation_chance("accuracy", pred, n_permutations=400, seed=0) == pytest.approx(pp @ pt, abs=0.01)
+
+
+def test_bootstrap_counts_the_resamples_where_the_metric_is_undefined() -> None:
+    """A set metric undefined on some resamples: those are left out and counted, not dropped silently."""
+    from musiclens.probe.metrics import Metric
+
+    t = np.array([0] * 9 + [1])                       # one positive example
+    pred = Predictions(targets=t, scores=np.eye(2)[t] * 0.8 + 0.1, classes=[0, 1], groups=np.arange(10))
+
+    def recall_of_1(p: Predictions) -> float:
+        pos = p.targets == 1
+        return float((p.scores[pos].argmax(1) == 1).mean()) if pos.any() else float("nan")
+
+    metric = Metric(name="recall_1", kind="set", fn=recall_of_1, reference="hand")
+    lo, hi, n_undefined = bootstrap_interval(metric, pred, n_bootstraps=400, seed=0, count_undefined=True)
+    # P(no positive in a resample of 10) = 0.9 ** 10 = 0.349: about 140 of 400 resamples
+    assert 100 < n_undefined < 180 and lo == hi == 1.0
+    assert bootstrap_interval(metric, pred, n_bootstraps=400, seed=0) == (lo, hi)

@@ -47,7 +47,9 @@ def test_cli_writes_tables_figures_and_manifest(inputs) -> None:
         "--seed", "3", "--method", "tau-a", "--distance", "correlation"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "rsa.csv")
-    pd.testing.assert_frame_equal(table, pd.read_parquet(out / "rsa.parquet"), check_exact=False, atol=1e-9)
+    parquet = pd.read_parquet(out / "rsa.parquet")
+    pd.testing.assert_frame_equal(table.drop(columns="note"), parquet.drop(columns="note"), check_exact=False, atol=1e-9)
+    assert table["note"].isna().all() and (parquet["note"] == "").all()   # 3 instruments: nothing to note
     assert set(table["network"]) == {"toy"} and table["value"].notna().all()
     for name in ("profile_tau-a.png", "profile_partial-tau-a.png", "rdms.png", "mds.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
@@ -120,3 +122,40 @@ def test_rsa_folder_appears_whole_or_not_at_all(inputs, monkeypatch) -> None:
     rsa_io.rsa_to_folder(activations=tmp / "acts.npz", stimuli=tmp / "stim", out=out, n_permutations=0,
                          n_bootstraps=0, models=["pitch_height"], figures=False)
     assert (out / "rsa.csv").read_text() == first and not (out / "stale.png").exists()
+
+
+def test_npz_without_ids_is_refused_unless_the_order_is_assumed(inputs, monkeypatch, capsys) -> None:
+    """Rows without ids could be in any order (shuffled rows silently destroy the result)."""
+    from musiclens.cli import main
+
+    tmp, meta, layers = inputs
+    np.savez(tmp / "no_ids.npz", **layers)
+    base = ["musiclens", "rsa", "-a", str(tmp / "no_ids.npz"), "-s", str(tmp / "stim"), "--permutations", "0",
+            "--bootstraps", "0", "--no-figures"]
+    monkeypatch.setattr(sys, "argv", [*base, "--out", str(tmp / "refused")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "has no 'stimulus_id'" in err and "--assume-order" in err
+    assert not (tmp / "refused").exists()
+    monkeypatch.setattr(sys, "argv", [*base, "--out", str(tmp / "assumed"), "--assume-order"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code in (0, None)
+    manifest = json.loads((tmp / "assumed" / "manifest.json").read_text())
+    assert manifest["inputs"]["row_order"].startswith("assumed")
+
+
+def test_one_subject_says_why_the_noise_ceiling_is_empty(inputs, caplog) -> None:
+    from musiclens.rsa.pipeline import run_rsa
+
+    _, meta, layers = inputs
+    one = meta["instrument"] == "a"
+    with caplog.at_level("WARNING"):
+        t = run_rsa({k: v[one.to_numpy()] for k, v in layers.items()}, meta[one].reset_index(drop=True),
+                    test="permutation", n_permutations=20, n_bootstraps=20, bootstrap_over="pitches").table
+    main = t[t["statistic"] == "tau-a"]
+    assert main["noise_ceiling_low"].isna().all()
+    assert main["note"].str.contains("noise ceiling not computed: 1 subject").all()
+    assert (t.loc[t["statistic"] != "tau-a", "note"] == "").all()
+    assert "noise ceiling" in caplog.text

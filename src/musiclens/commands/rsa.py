@@ -28,12 +28,13 @@ def rsa_command(
     seed: int = typer.Option(0, help="Seed for permutations and bootstraps."),
     backend: str = typer.Option("numpy", help="numpy, torch (GPU if present) or auto."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write PNG figures."),
+    assume_order: bool = typer.Option(False, "--assume-order", help="An .npz without 'stimulus_id': take its rows to be in the stimulus set's order (recorded)."),
 ) -> None:
     """Compare every layer's RDMs with model RDMs; write a tidy table, figures and a manifest."""
     from musiclens.rsa.io import rsa_to_folder
 
     result = rsa_to_folder(
-        activations=activations, stimuli=stimuli, out=out, figures=figures, network=network,
+        activations=activations, stimuli=stimuli, out=out, figures=figures, assume_order=assume_order, network=network,
         models=[m.strip() for m in models.split(",") if m.strip()], method=method, distance=distance,
         subject=None if subject.lower() == "none" else subject, test=test, n_permutations=permutations,
         n_bootstraps=bootstraps, bootstrap_over=bootstrap_over, correction=correction, alpha=alpha,

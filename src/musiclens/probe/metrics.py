@@ -500,8 +500,13 @@ def bootstrap_interval(
     n_bootstraps: int = 200,
     ci_level: float = 0.95,
     seed: int = 0,
-) -> tuple[float, float]:
+    count_undefined: bool = False,
+) -> tuple[float, float] | tuple[float, float, int]:
     """Percentile bootstrap interval of ``metric``.
+
+    Resamples on which the metric is undefined (e.g. an F-measure of a resample without any
+    positive target) are left out of the interval; with ``count_undefined`` their number is
+    returned third, so callers can report it.
 
     Parameters
     ----------
@@ -514,7 +519,7 @@ def bootstrap_interval(
     if over not in ("examples", "groups"):
         raise ConfigError(f"bootstrap over must be 'examples' or 'groups', got {over!r}")
     if n_bootstraps <= 0:
-        return float("nan"), float("nan")
+        return (float("nan"), float("nan"), 0) if count_undefined else (float("nan"), float("nan"))
     m = METRICS.get(metric) if isinstance(metric, str) else metric
     rng = np.random.default_rng(seed)
     alpha = (1.0 - ci_level) / 2.0
@@ -543,10 +548,12 @@ def bootstrap_interval(
             for b in range(n_bootstraps):
                 pick = rng.integers(0, len(members), len(members))
                 stats[b] = m.fn(pred.take(np.concatenate([members[i] for i in pick])))
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
-        return float("nan"), float("nan")
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+    finite = np.isfinite(stats)
+    n_undefined = int((~finite).sum())
+    stats = stats[finite]
+    lo, hi = ((float("nan"), float("nan")) if stats.size == 0
+              else (float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))))
+    return (lo, hi, n_undefined) if count_undefined else (lo, hi)
 
 
 def permutation_chance(metric: str | Metric, pred: Predictions, *, n_permutations: int | None = None,

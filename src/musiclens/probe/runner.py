@@ -11,7 +11,8 @@ Table (:data:`TABLE_COLUMNS`), one row per (task, layer, metric, split):
 - ``split="test"``: ``value`` with a percentile bootstrap interval ``ci_low``/``ci_high``
   (``bootstrap_over``: test examples for global tasks, pieces for local tasks, by default) and
   ``chance``, the permutation chance of the same predictions
-  (:func:`~musiclens.probe.metrics.permutation_chance`);
+  (:func:`~musiclens.probe.metrics.permutation_chance`); ``n_boot_undefined`` counts the
+  resamples on which the metric is undefined (left out of the interval, and logged);
 - ``split="valid"``: the primary metric of the kept checkpoint (what chose it).
 
 ``layer`` is the layer name or ``"weighted_sum"``; ``pooling`` is the pooling of global tasks
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 #: Columns of the tidy table, in order.
 TABLE_COLUMNS: tuple[str, ...] = (
     "network", "layer", "task", "pooling", "probe", "metric", "primary", "value", "split", "lr", "n_train",
-    "n_val", "n_test", "chance", "ci_low", "ci_high", "seed", "best_epoch",
+    "n_val", "n_test", "chance", "ci_low", "ci_high", "n_boot_undefined", "seed", "best_epoch",
 )
 #: Columns of :attr:`ProbeResult.units`.
 UNIT_COLUMNS: tuple[str, ...] = ("network", "task", "layer", "pooling", "probe", "metric", "unit", "value", "seed")
@@ -522,12 +523,18 @@ def run_probes(
                                   "probe": probe, "metric": spec.primary, "unit": u, "value": float(v), "seed": seed}
                                  for u, v in per_unit.items())
             for m in spec.metrics:
-                lo, hi = bootstrap_interval(m, pred, over=over, n_bootstraps=n_bootstraps, ci_level=ci_level, seed=seed)
+                lo, hi, n_undef = bootstrap_interval(m, pred, over=over, n_bootstraps=n_bootstraps, ci_level=ci_level,
+                                                     seed=seed, count_undefined=True)
+                if n_undef:
+                    logger.warning("%s %s %s: %d of %d bootstrap resamples leave %s undefined; the interval comes from "
+                                   "the other %d (column n_boot_undefined)", network, layer_label, spec.name, n_undef,
+                                   n_bootstraps, m, n_bootstraps - n_undef)
                 rows.append({**common, "metric": m, "primary": m == spec.primary, "value": score(m, pred),
                              "split": "test", "chance": permutation_chance(m, pred, seed=seed),
-                             "ci_low": lo, "ci_high": hi})
+                             "ci_low": lo, "ci_high": hi, "n_boot_undefined": n_undef})
             rows.append({**common, "metric": spec.primary, "primary": True, "value": fitted.val_score,
-                         "split": "valid", "chance": np.nan, "ci_low": np.nan, "ci_high": np.nan})
+                         "split": "valid", "chance": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                         "n_boot_undefined": 0})
             for g in fitted.grid:
                 grid_rows.append({"network": network, "task": spec.name, "layer": layer_label, "pooling": pool_name,
                                   "probe": probe, **g})

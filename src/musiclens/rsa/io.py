@@ -84,6 +84,7 @@ def rsa_to_folder(
     stimuli: str | Path,
     out: str | Path,
     figures: bool = True,
+    assume_order: bool = False,
     **kwargs: Any,
 ) -> RSAResult:
     """Run RSA on files and write the run folder ``out``.
@@ -100,6 +101,10 @@ def rsa_to_folder(
         before work starts.
     figures
         Write the PNG figures.
+    assume_order
+        Allow an ``.npz`` without a ``stimulus_id`` key, taking its rows to be in the metadata's
+        order (recorded in the manifest).  Without it such a file is refused: shuffled rows would
+        give wrong numbers without any sign.
     **kwargs
         Passed to :func:`~musiclens.rsa.pipeline.run_rsa` (``network``, ``models``, ``method``...).
     """
@@ -111,16 +116,25 @@ def rsa_to_folder(
     with timer("load"):
         layers, ids = load_activations(activations)
         metadata: pd.DataFrame = StimulusSet.read_metadata(stimuli)
+    if ids is None and not assume_order:
+        raise AnalysisError(
+            f"{activations} has no 'stimulus_id' array, so nothing says which row is which stimulus; save the ids "
+            "with the layers (np.savez(..., stimulus_id=np.array(ids, dtype=str))), or, if the rows are in the "
+            "stimulus set's metadata order, pass assume_order=True (--assume-order on the command line)")
+    if ids is None:
+        logger.warning("%s has no stimulus ids: its rows are taken to be in the metadata's order (assume_order)",
+                       activations)
     result = run_rsa(layers, metadata, stimulus_ids=ids, **kwargs)
     with atomic_dir(out, overwrite=True, kind="rsa") as tmp:   # appears whole, or not at all
         _write_rsa_folder(tmp, result, timer, figures=figures, activations=activations, layers=layers,
-                          stimuli=stimuli, metadata=metadata)
+                          stimuli=stimuli, metadata=metadata, row_order="stimulus_id" if ids is not None
+                          else "assumed: the metadata's order (assume_order)")
     logger.info("RSA results in %s", out)
     return result
 
 
 def _write_rsa_folder(out: Path, result: RSAResult, timer: Timer, *, figures: bool, activations: Path,
-                      layers: dict[str, np.ndarray], stimuli: Path, metadata: pd.DataFrame) -> None:
+                      layers: dict[str, np.ndarray], stimuli: Path, metadata: pd.DataFrame, row_order: str) -> None:
     with timer("write_tables"):
         written = result.save(out)
     if figures:
@@ -138,6 +152,7 @@ def _write_rsa_folder(out: Path, result: RSAResult, timer: Timer, *, figures: bo
             "activations_sha256": _hash_path(activations),
             "layer_hashes": {k: hash_array(np.asarray(v)) for k, v in layers.items()},
             "stimuli": str(stimuli),
+            "row_order": row_order,
             "metadata_sha256": hashlib.sha256(
                 metadata.to_csv(index=False, float_format="%.10g").encode()).hexdigest(),
         },

@@ -32,7 +32,8 @@ layers × model RDMs of each statistic (best-layer rows: over model RDMs); ``sig
 ``p_corrected < alpha``.  ``ci_low``/``ci_high`` are percentile bootstrap intervals over
 ``bootstrap_over`` (``"instruments"``, ``"pitches"`` or ``"both"`` at once); with
 ``n_bootstraps=0`` they are t intervals across subjects.  ``noise_ceiling_low``/``_high`` are
-filled on ``<method>`` rows only and are NaN (not applicable) on the other statistics; NaN
+filled on ``<method>`` rows only and are NaN (not applicable) on the other statistics; with
+one subject they are NaN everywhere and ``note`` says why (``note`` is empty otherwise); NaN
 never appears in ``value``, ``ci_*``, ``p`` or ``p_corrected`` (an error is raised instead).
 """
 
@@ -66,7 +67,7 @@ logger = logging.getLogger(__name__)
 #: Columns of the tidy table, in order.
 TABLE_COLUMNS: tuple[str, ...] = (
     "network", "layer", "model_rdm", "statistic", "value", "ci_low", "ci_high", "p", "p_corrected",
-    "significant", "noise_ceiling_low", "noise_ceiling_high",
+    "significant", "noise_ceiling_low", "noise_ceiling_high", "note",
 )
 _BOOTSTRAP_OVER = ("instruments", "pitches", "both")
 
@@ -449,7 +450,10 @@ def run_rsa(
             for li, layer in enumerate(layers):
                 ceilings[layer] = inference.noise_ceiling(data[li], method=method)
     else:
-        logger.warning("one subject only: the noise ceiling needs at least 2 subjects and is not computed")
+        logger.warning("one subject only: the noise ceiling needs at least 2 subjects and is not computed "
+                       "(the table's noise-ceiling columns are empty; its 'note' column says why)")
+    no_ceiling = (f"noise ceiling not computed: {n_subj} subject ({subject or 'none'}); it needs at least 2"
+                  if n_subj < 2 else "")
 
     with timer("table"):
         rows: list[dict[str, Any]] = []
@@ -471,7 +475,8 @@ def run_rsa(
                 rows.append(dict(network=network, layer=layer, model_rdm=model, statistic=stat,
                                  value=value[li], ci_low=lo[li], ci_high=hi[li],
                                  p=p_t[li] if test == "t-test" else p_perm[li],
-                                 noise_ceiling_low=nc[0], noise_ceiling_high=nc[1]))
+                                 noise_ceiling_low=nc[0], noise_ceiling_high=nc[1],
+                                 note=no_ceiling if stat == method else ""))
                 tests_rows.append(dict(network=network, layer=layer, model_rdm=model, statistic=stat,
                                        test=test, p_t_test=p_t[li], p_permutation=p_perm[li]))
                 for si, s in enumerate(first.subjects):
@@ -497,7 +502,7 @@ def run_rsa(
                 rows.append(dict(network=network, layer=layer, model_rdm=model,
                                  statistic=f"{stat}-best-layer-cv", value=float(held.mean()),
                                  ci_low=float(np.ravel(lo)[0]), ci_high=float(np.ravel(hi)[0]), p=p_t,
-                                 noise_ceiling_low=nc[0], noise_ceiling_high=nc[1]))
+                                 noise_ceiling_low=nc[0], noise_ceiling_high=nc[1], note=""))
                 tests_rows.append(dict(network=network, layer=layer, model_rdm=model,
                                        statistic=f"{stat}-best-layer-cv", test="t-test", p_t_test=p_t,
                                        p_permutation=np.nan))
