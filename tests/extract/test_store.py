@@ -141,3 +141,16 @@ def test_store_and_base_import_without_torch() -> None:
     code = ("import sys; import musiclens.extract.store, musiclens.extract.base, musiclens.extract; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_merge_refuses_shards_of_different_extractors(tmp_path: Path) -> None:
+    """Same layer names, stimuli and pooling, different feature settings: not one request."""
+    stim = _set(n=6)
+    stim.save(tmp_path / "stim")
+    other = SpectralExtractor("logmel", sample_rate=SR, hop_length=256, n_mels=16, n_fft=1024)
+    extract_to_store(_ext(), tmp_path / "stim", tmp_path / "shard0", start=0, stop=3, chunk_size=3, progress=False)
+    extract_to_store(other, tmp_path / "stim", tmp_path / "shard1", start=3, stop=6, chunk_size=3, progress=False)
+    assert FeatureStore(tmp_path / "shard0").layer_names == FeatureStore(tmp_path / "shard1").layer_names
+    with pytest.raises(StoreError, match="differs from .* in request"):
+        merge_stores([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()

@@ -40,16 +40,20 @@ def extract_command(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow code from the checkpoint directory to run (off by default)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store made by another request."),
+    allow_missing_weights: bool = typer.Option(False, "--allow-missing-weights", help="A Hugging Face directory whose weight files lack tensors: run those layers with random weights instead of refusing (recorded)."),
     option: list[str] = typer.Option([], "--option", help="Extra builder option KEY=VALUE (JSON value), repeatable."),
 ) -> None:
     """Extract layer-wise activations of a stimulus set into a resumable feature store."""
     from musiclens.extract import extract_to_store
 
+    options = _parse_options(option)
+    if allow_missing_weights:
+        options["allow_missing_weights"] = True   # part of the request: recorded in the store's manifest
     path = extract_to_store(
         model, stimuli, out, layers=layers, pooling=pooling, batch_size=batch_size, chunk_size=chunk_size,
         window_s=window, hop_s=hop, start=start, stop=stop, randomize=randomize, seed=seed,
         trust_remote_code=trust_remote_code, device=device, overwrite=overwrite, progress=True,
-        options=_parse_options(option),
+        options=options,
     )
     typer.echo(str(path))
 

@@ -45,7 +45,8 @@ from musiclens.extract.base import layer_name, resolve_layers
 from musiclens.extract.batching import BatchedExtractor, LayerBatch, centre_times
 from musiclens.extract.hooks import module_hash, resolve_device
 
-__all__ = ["HFExtractor", "FAMILIES", "MODEL_TYPES", "build_hf", "load_hf_directory", "normalize_waveform"]
+__all__ = ["HFExtractor", "FAMILIES", "MODEL_TYPES", "build_hf", "load_hf_directory", "normalize_waveform",
+           "from_pretrained_checked"]
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +318,57 @@ def _random_model(model_cls: type, config: Any, seed: int) -> torch.nn.Module:
         return model_cls(config)
 
 
+def from_pretrained_checked(model_cls: Any, path: str | Path, *, allow_missing_weights: bool = False,
+                            **kwargs: Any) -> tuple[Any, dict[str, list[str]]]:
+    """``model_cls.from_pretrained(path)`` from local files, safely and strictly.
+
+    Safetensors are used whenever the directory has them; a directory whose weights exist only as
+    a pickle (``pytorch_model.bin``) is loaded by transformers with ``torch.load(weights_only=True)``,
+    and a file that is not plain tensors (a pickle that would run code) is a
+    :class:`CheckpointError` instead of an ``UnpicklingError``.  Tensors the model needs but the
+    files lack would be randomly initialised: that is a :class:`CheckpointError` naming them unless
+    ``allow_missing_weights``; tensors in the files that the model does not use are an error too,
+    unless they all belong to modules the model does not have (the head of a larger model, e.g.
+    ``lm_head`` of a CTC checkpoint loaded as the encoder).  Returns the model and
+    ``{"missing_keys": [...], "unexpected_keys": [...]}`` for the manifest.
+    """
+    import pickle
+
+    path = Path(path)
+    has_safetensors = any(path.glob("*.safetensors"))
+    try:
+        model, info = model_cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True,
+                                                use_safetensors=True if has_safetensors else None, **kwargs)
+    except (pickle.UnpicklingError, EOFError) as err:
+        raise CheckpointError(
+            f"{path} holds its weights only as a pickle file that is not plain tensors ({type(err).__name__}: "
+            f"{str(err)[:200]}); musiclens never runs code from a weight file. Convert the weights to safetensors "
+            "where you trust the file (model.save_pretrained(dir, safe_serialization=True)) and load that") from None
+    except (OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"cannot load weights from {path}: {err}") from err
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k) for k in info.get("mismatched_keys") or [])
+    modules = {name.split(".")[0] for name, _ in model.named_parameters()} | {
+        name.split(".")[0] for name, _ in model.named_buffers()}
+    unexpected = sorted(info.get("unexpected_keys") or [])
+    foreign = [k for k in unexpected if k.split(".")[0] in modules]
+    if (missing or mismatched or foreign) and not allow_missing_weights:
+        def _some(keys: list[str]) -> str:
+            return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+        parts = ([f"{len(missing)} tensor(s) the model needs are missing: {_some(missing)}"] if missing else []) + (
+            [f"{len(mismatched)} have the wrong shape: {_some(mismatched)}"] if mismatched else []) + (
+            [f"{len(foreign)} in the files are not used by the model: {_some(foreign)}"] if foreign else [])
+        raise CheckpointError(
+            f"{path}: the weight files do not match the model's architecture; " + "; ".join(parts) + ". Those layers "
+            "would run with random weights. Use the directory the weights belong to, or pass "
+            "allow_missing_weights=True (--allow-missing-weights on the command line) to proceed with them random "
+            "(recorded in the extractor's info and the manifest)")
+    if missing or mismatched:
+        logger.warning("%s: %d tensor(s) missing and %d of the wrong shape are randomly initialised "
+                       "(allow_missing_weights)", path, len(missing), len(mismatched))
+    return model, {"missing_keys": missing + mismatched, "unexpected_keys": unexpected}
+
+
 def load_hf_directory(
     path: str | Path,
     *,
@@ -327,6 +379,7 @@ def load_hf_directory(
     batch_size: int = 8,
     normalize: bool | None = None,
     dtype: str | None = None,
+    allow_missing_weights: bool = False,
 ) -> HFExtractor:
     """An extractor from a local Hugging Face model directory (no network, no remote code).
 
@@ -355,15 +408,20 @@ def load_hf_directory(
         from transformers import AutoConfig, AutoModel
 
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=True)
-        model = (_random_model(AutoModel.from_config, config, seed) if randomize  # type: ignore[arg-type]
-                 else AutoModel.from_pretrained(path, local_files_only=True, trust_remote_code=True))
+        loading: dict[str, list[str]] = {}
+        if randomize:
+            model = _random_model(AutoModel.from_config, config, seed)  # type: ignore[arg-type]
+        else:
+            model, loading = from_pretrained_checked(AutoModel, path, allow_missing_weights=allow_missing_weights,
+                                                     trust_remote_code=True)
         if not hasattr(model.config, "conv_kernel"):
             raise CheckpointError(f"{path}: remote-code model {type(model).__name__} is not a waveform model musiclens understands")
         sr = int(_read_json(path / "preprocessor_config.json").get("sampling_rate", 16000)) if (
             path / "preprocessor_config.json").is_file() else 16000
         return HFExtractor(model, family="wav2vec2", sample_rate=sr, normalize=_do_normalize(path, True)
                            if normalize is None else normalize, batch_size=batch_size, device=device, dtype=dtype,
-                           source=str(path), extra_info={"trust_remote_code": True, "randomized": randomize, "seed": seed})
+                           source=str(path), extra_info={"trust_remote_code": True, "randomized": randomize, "seed": seed,
+                                                         "weights_missing_and_random": loading.get("missing_keys", [])})
     config_cls, model_cls = _classes(family)
     config = config_cls.from_pretrained(path, local_files_only=True)
     fe = None
@@ -372,18 +430,19 @@ def load_hf_directory(
 
         fe_cls = WhisperFeatureExtractor if family == "whisper" else ASTFeatureExtractor
         fe = fe_cls.from_pretrained(path, local_files_only=True)
+    loading: dict[str, list[str]] = {}
     if randomize:
         model = _random_model(model_cls, config, seed)
     else:
-        try:
-            model = model_cls.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"cannot load weights from {path}: {err}") from err
+        model, loading = from_pretrained_checked(model_cls, path, allow_missing_weights=allow_missing_weights)
     sr = int(getattr(fe, "sampling_rate", SAMPLE_RATES[family]))
     return HFExtractor(model, family=family, sample_rate=sr,
                        normalize=_do_normalize(path, True) if normalize is None else normalize,
                        feature_extractor=fe, batch_size=batch_size, device=device, dtype=dtype,
-                       source=str(path.resolve()), extra_info={"randomized": randomize, "seed": seed})
+                       source=str(path.resolve()), extra_info={
+                           "randomized": randomize, "seed": seed,
+                           "weights_missing_and_random": loading.get("missing_keys", []),
+                           "weights_unused": loading.get("unexpected_keys", [])})
 
 
 def build_hf(
@@ -398,6 +457,7 @@ def build_hf(
     batch_size: int = 8,
     normalize: bool | None = None,
     dtype: str | None = None,
+    allow_missing_weights: bool = False,
 ) -> HFExtractor:
     """A family's extractor from a directory (``path``) or from a config with random weights.
 
@@ -415,7 +475,8 @@ def build_hf(
         if config:
             raise ConfigError("give either path= (a model directory) or config= (random weights), not both")
         ext = load_hf_directory(path, randomize=randomize, seed=seed, trust_remote_code=trust_remote_code,
-                                device=device, batch_size=batch_size, normalize=normalize, dtype=dtype)
+                                device=device, batch_size=batch_size, normalize=normalize, dtype=dtype,
+                                allow_missing_weights=allow_missing_weights)
         if family != "hf" and ext.family != family:
             raise CheckpointError(f"{path} holds a {ext.family!r} model, not {family!r}")
         return ext

@@ -97,6 +97,26 @@ def build_extractor(
     return EXTRACTORS.get(spec)  # raises RegistryError listing the valid names
 
 
+#: Files whose bytes are a model's weights or architecture (hashed into a store's request).
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".npz", ".json")
+
+
+def weights_hash(path: Path) -> str:
+    """SHA-256 over the weight and config files of a model file or directory (names and bytes)."""
+    import hashlib
+
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*")
+                                                 if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def prepare_clips(
     audio: Sequence[np.ndarray],
     *,
@@ -253,9 +273,13 @@ def extract_to_store(
     if _is_extractor(model) and not isinstance(model, (str, os.PathLike)):
         model_spec = model.info()  # type: ignore[union-attr]
     elif Path(str(model)).expanduser().exists():
-        model_spec = str(Path(str(model)).expanduser().resolve())
+        # the path and the content of its weights: a store is never reused after the weights change
+        model_spec = {"path": str(Path(str(model)).expanduser().resolve()),
+                      "weights_sha256": weights_hash(Path(str(model)).expanduser())}
     else:
         model_spec = str(model)
+    if isinstance((options or {}).get("path"), str | os.PathLike) and Path(str(options["path"])).exists():
+        model_spec = {"model": model_spec, "weights_sha256": weights_hash(Path(str(options["path"])))}
     request = {
         "model": model_spec, "options": dict(options or {}), "randomize": randomize, "seed": seed,
         "layers": layers if layers is None or isinstance(layers, (str, int)) else list(layers),

@@ -432,11 +432,23 @@ def merge_stores(
     if not stores:
         raise StoreError("no shard stores to merge")
     first = stores[0].manifest
-    same = ("stimulus_set_hash", "layers", "mode", "pooling", "shard_of")
+
+    def _request(m: dict) -> dict:   # the request without the shard's own range
+        return {k: v for k, v in (m.get("request") or {}).items() if k != "range"}
+
+    def _extractor(m: dict) -> Any:
+        return (m.get("extractor") or {}).get("name")
+
+    checks = {"stimulus_set_hash": lambda m: m.get("stimulus_set_hash"), "layers": lambda m: m.get("layers"),
+              "mode": lambda m: m.get("mode"), "pooling": lambda m: m.get("pooling"),
+              "shard_of": lambda m: m.get("shard_of"), "extractor": _extractor,
+              "weights_hash": lambda m: m.get("weights_hash"), "request": _request}
     for st in stores[1:]:
-        diff = [k for k in same if st.manifest.get(k) != first.get(k)]
+        diff = [k for k, get in checks.items() if get(st.manifest) != get(first)]
         if diff:
-            raise StoreError(f"shard {st.path} differs from {stores[0].path} in {diff}; shards must come from one request")
+            raise StoreError(f"shard {st.path} differs from {stores[0].path} in {', '.join(diff)}: shards must come "
+                             "from one request (same model and weights, stimuli, layers, pooling and options); "
+                             "extract the odd shard again with the others' settings")
     expected = 0
     for st in stores:
         lo, hi = st.manifest["range"]

@@ -410,12 +410,12 @@ def from_pretrained_dir(family: str, path: str | Path, *, config: Mapping[str, A
                            where=f"model config of family {family!r}")
     _, model_cls = _transformers_classes(family)
     hf_obj = hf_config_of(family, cfg)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)   # weights missing from the directory (e.g. masked_spec_embed) are drawn here
-            model = model_cls.from_pretrained(str(path), config=hf_obj, local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"cannot load {family} weights from {path}: {err}") from err
+    from musiclens.extract.hf import from_pretrained_checked
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        # strict: a tensor the directory lacks would start training from random weights unannounced
+        model, _ = from_pretrained_checked(model_cls, path, config=hf_obj)
     # record the config the model really runs with, so the checkpoint rebuilds it exactly
     cfg.hf_config = {k: v for k, v in model.config.to_dict().items()
                      if k not in ("transformers_version", "architectures", "_name_or_path", "model_type")}
