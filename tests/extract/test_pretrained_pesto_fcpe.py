@@ -132,3 +132,26 @@ def test_fcpe_randomize_and_bad_input(fcpe) -> None:
     stereo = np.stack([tone(220.0, 0.3), tone(220.0, 0.3)])
     acts = fcpe.extract([stereo], layers=["latent"])
     assert any("downmixed 2 channels" in c for c in acts.extractor["conversions"])
+
+
+@needs_fcpe
+def test_fcpe_random_control_redraws_everything_but_layernorms_still_at_their_init(fcpe) -> None:
+    """The random-weights control: every parameter is drawn again; the only ones equal to the
+    released weights are LayerNorm scales/shifts that the release still holds at exactly 1 / 0
+    (their initial values), which re-initialisation reproduces."""
+    import torch
+
+    rnd = EXTRACTORS.get("fcpe")(randomize=True, seed=0)
+    pre = {}
+    for mod_name, mod in fcpe.model.named_modules():
+        for p_name, p in mod.named_parameters(recurse=False):
+            pre[f"{mod_name}.{p_name}"] = (type(mod), p.detach())
+    post = {f"{m}.{n}": p.detach() for m, mod in rnd.model.named_modules() for n, p in mod.named_parameters(recurse=False)}
+    unchanged = [k for k, (_, p) in pre.items() if k in post and torch.equal(p, post[k])]
+    assert len(unchanged) == 12
+    for k in unchanged:
+        kind, p = pre[k]
+        assert issubclass(kind, torch.nn.LayerNorm)
+        assert torch.all(p == (1.0 if k.endswith("weight") else 0.0))
+    # the weight-normed output layer is re-drawn too (its effective weight differs)
+    assert not torch.allclose(fcpe.model.output_proj.weight, rnd.model.output_proj.weight)

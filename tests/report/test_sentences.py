@@ -36,3 +36,21 @@ def test_sentences_follow_the_numbers() -> None:
     assert findings[1].startswith("tuned: partial chroma tau-b is significant in 4 of 9 layers (layer_04–layer_07)")
     assert "peak 0.800 at layer_07" in findings[1]
     assert findings[3].startswith("ssl: partial chroma tau-b is significant in no layer")
+
+
+def test_left_out_layers_and_networks_reach_the_report(tmp_path) -> None:
+    import json
+
+    import yaml
+
+    from musiclens.report.html import build_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"study": {"name": "t"}, "steps": {"run": ["rsa", "ssm"]}}))
+    (run / "steps.json").write_text(json.dumps({
+        "rsa": {"outputs": [], "skipped_layers": {"crepe": ["classifier"]}},
+        "ssm": {"outputs": [], "networks": ["mfcc"], "skipped_networks": {"pesto": "one frame per clip"}}}))
+    page = build_report(run).with_suffix(".md").read_text()
+    assert "RSA left out 1 layer(s) of crepe (classifier)" in page
+    assert "The SSM analysis left out pesto: one frame per clip" in page

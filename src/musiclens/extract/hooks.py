@@ -121,6 +121,9 @@ def randomize_module(module: nn.Module, *, seed: int) -> nn.Module:
 
     Modules with ``reset_parameters`` use their own initialiser; parameters owned directly by
     modules without one are drawn from N(0, 0.02²).  The global RNG state is restored afterwards.
+    Every parameter is re-initialised; normalisation layers get their initial scale 1 and shift 0,
+    so a released network whose LayerNorms never moved from 1 / 0 (FCPE's 12 encoder LayerNorm
+    tensors) compares equal there — those are the only tensors the control shares with it.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))

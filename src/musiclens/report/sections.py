@@ -54,7 +54,7 @@ SectionFn = Callable[[ReportContext], "Section | None"]
 #: Report sections by name.
 SECTIONS: Registry[SectionFn] = Registry("report section")
 #: Order of sections in the report.
-SECTION_ORDER: list[str] = ["headline", "stimuli", "training", "rsa", "probes", "attention", "ssm"]
+SECTION_ORDER: list[str] = ["headline", "stimuli", "training", "rsa", "probes", "attention", "ssm", "omitted"]
 
 
 def img_html(path: Path, alt: str) -> str:
@@ -153,3 +153,32 @@ def _rsa_section(ctx: ReportContext) -> Section | None:
 
 SECTIONS.register("stimuli", _stimuli_section, help="the stimulus set: counts, ranges, figure")
 SECTIONS.register("rsa", _rsa_section, help="RSA layer profiles, RDMs, table; the chroma answer")
+
+
+def omissions(steps: dict[str, Any]) -> list[str]:
+    """One sentence per thing a step left out (from ``steps.json`` records): RSA layers whose
+    distances are undefined, SSM networks that could not be analysed."""
+    out = []
+    for network, layers in ((steps.get("rsa") or {}).get("skipped_layers") or {}).items():
+        out.append(f"RSA left out {len(layers)} layer(s) of {network} ({', '.join(map(str, layers))}): some stimulus "
+                   "patterns there are constant or zero, so their distances are undefined.")
+    for network, reason in ((steps.get("ssm") or {}).get("skipped_networks") or {}).items():
+        out.append(f"The SSM analysis left out {network}: {reason}")
+    return out
+
+
+def _omitted_section(ctx: ReportContext) -> Section | None:
+    steps = ctx.manifest.get("steps") or {}
+    if not steps and (ctx.run_dir / "steps.json").is_file():
+        steps = json.loads((ctx.run_dir / "steps.json").read_text())
+    lines = omissions(steps)
+    if not lines:
+        return None
+    sec = Section("Left out of the analysis")
+    sec.html.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
+    sec.md += [f"- {line}" for line in lines]
+    sec.findings += lines
+    return sec
+
+
+SECTIONS.register("omitted", _omitted_section, help="what the steps left out (RSA layers, SSM networks) and why")

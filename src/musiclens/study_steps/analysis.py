@@ -92,6 +92,7 @@ def _ssm_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     clips = _clips(study, run_dir, "ssm")
     names = _networks(study, "ssm", transformers_only=False)
     tables, summaries, novelty = [], [], []
+    done, skipped = [], {}
     for name in names:
         out = run_dir / "ssm" / name
         try:
@@ -99,7 +100,9 @@ def _ssm_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                                   network=name, keep=1)
         except AnalysisError as err:  # e.g. a network with one frame per clip
             logger.warning("ssm: skipping network %s: %s", name, err)
+            skipped[name] = str(err)
             continue
+        done.append(name)
         result.save(out)
         save_figures(result, out)
         tables.append(result.table)
@@ -108,7 +111,8 @@ def _ssm_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     outputs = write_combined(run_dir / "ssm", "ssm", tables)
     outputs += write_combined(run_dir / "ssm", "ssm_summary", summaries)
     outputs += write_combined(run_dir / "ssm", "ssm_novelty_summary", novelty)
-    return {"outputs": outputs, "networks": names, "n_clips": len(clips)}
+    # only the networks analysed count as done; the skipped ones and why go to the report
+    return {"outputs": outputs, "networks": done, "skipped_networks": skipped, "n_clips": len(clips)}
 
 
 def _probe_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
