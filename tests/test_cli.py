@@ -61,3 +61,13 @@ def test_bad_integer_lists_are_a_clean_error(tmp_path, flag, value) -> None:
                            value], capture_output=True, text=True)
     assert proc.returncode == 2 and f"error: {flag} '{value}'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("args", [["stimuli", "notes", "--midi", "60", "--sample-rate", "0"],
+                                  ["stimuli", "notes", "--midi", "60", "--duration", "1", "--hold", "2"],
+                                  ["corpus", "music", "--n", "0"]])
+def test_impossible_sizes_are_a_clean_error(tmp_path, args) -> None:
+    proc = subprocess.run([sys.executable, "-m", "musiclens", *args, "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()

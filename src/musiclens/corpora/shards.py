@@ -173,6 +173,9 @@ def build_corpus(
         raise ConfigError("pieces_per_shard and workers must be >= 1")
     root = Path(out)
     n = len(source)
+    if n < 1:
+        raise ConfigError(f"the source for corpus {root} has no pieces; a corpus needs at least one "
+                          "(--n on the command line, n= in Python)")
     build = {"format": FORMAT, "kind": source.kind, "sample_rate": int(source.sample_rate), "n_items": n,
              "pieces_per_shard": int(pieces_per_shard), "source": source.fingerprint()}
     check_out(root, "corpus")   # a folder musiclens did not make is never written into

@@ -237,6 +237,10 @@ def plan_grid(
         raise ConfigError(f"normalize must be 'none' or 'peak', got {normalize!r}")
     if not grid.midi or not grid.velocities or not grid.instruments:
         raise StimulusError("a note grid needs at least one instrument, one pitch and one velocity")
+    if not grid.sample_rate > 0 or not grid.duration_s > 0 or not 0 <= grid.hold_s <= grid.duration_s:
+        raise ConfigError(f"a note grid needs sample_rate > 0 and 0 <= hold_s <= duration_s with duration_s > 0; got "
+                          f"sample_rate={grid.sample_rate}, duration_s={grid.duration_s}, hold_s={grid.hold_s} "
+                          "(--sample-rate, --duration, --hold on the command line)")
     synth = NOTE_SYNTHS.get(grid.synth)(backend=backend, soundfont=soundfont, sample_rate=grid.sample_rate)
     instruments = [synth.instrument(spec) for spec in grid.instruments]
     names = [i.name for i in instruments]
