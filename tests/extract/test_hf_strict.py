@@ -96,3 +96,40 @@ def test_a_store_is_not_reused_after_the_weights_change(tmp_path) -> None:
         extract_to_store(d, tmp_path / "stim", tmp_path / "feats")
     extract_to_store(d, tmp_path / "stim", tmp_path / "feats", overwrite=True)
     assert not np.allclose(np.load(store / "layers" / "layer_02.npy"), first)
+
+
+def test_weights_hash_of_a_checkpoint_file_covers_its_json_config(tmp_path) -> None:
+    """``<name>.safetensors`` + ``<name>.json``: a changed config is a changed model (store not reused)."""
+    from musiclens.extract.runner import weights_hash
+
+    (tmp_path / "net.safetensors").write_bytes(b"weights")
+    (tmp_path / "net.json").write_text('{"format": "musiclens-checkpoint", "config": {"hidden": 8}}')
+    before = weights_hash(tmp_path / "net.safetensors")
+    (tmp_path / "net.json").write_text('{"format": "musiclens-checkpoint", "config": {"hidden": 16}}')
+    assert weights_hash(tmp_path / "net.safetensors") != before
+
+
+def test_cli_refuses_missing_tensors_and_records_them_with_the_flag(tmp_path, monkeypatch, capsys) -> None:
+    import json
+    import sys
+
+    import pandas as pd
+
+    from musiclens.cli import main
+
+    StimulusSet(tones(2, seconds=0.2), pd.DataFrame({"stimulus_id": ["a", "b"]}), sample_rate=SR).save(tmp_path / "s")
+    d = _save_tiny(tmp_path / "w2v")
+    gone = _drop_tensor(d, "encoder.layers.0.attention.v_proj")
+    base = ["musiclens", "extract", "--model", str(d), "--stimuli", str(tmp_path / "s")]
+    monkeypatch.setattr(sys, "argv", [*base, "--out", str(tmp_path / "refused")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "encoder.layers.0.attention.v_proj" in err and "--allow-missing-weights" in err
+    monkeypatch.setattr(sys, "argv", [*base, "--out", str(tmp_path / "feats"), "--allow-missing-weights"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code in (0, None)
+    manifest = json.loads((tmp_path / "feats" / "manifest.json").read_text())
+    assert sorted(manifest["extractor"]["weights_missing_and_random"]) == sorted(gone)
+    assert manifest["request"]["options"]["allow_missing_weights"] is True

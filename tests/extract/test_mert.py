@@ -83,3 +83,15 @@ def test_mert_randomized_differs(tmp_path: Path) -> None:
     pre = build_extractor(tmp_path / "mert").extract([clip]).pool("mean")["layer_02"]
     rnd = build_extractor(tmp_path / "mert", randomize=True, seed=5).extract([clip]).pool("mean")["layer_02"]
     assert not np.allclose(pre, rnd)
+
+
+def test_mert_missing_weights_proceed_only_when_allowed_and_recorded(tmp_path: Path) -> None:
+    """--allow-missing-weights reaches MERT directories too; the random tensors are named in info()."""
+    gone = "encoder.layers.1.final_layer_norm.weight"
+    write_mert_dir(tmp_path / "mert", drop=gone)
+    with pytest.raises(CheckpointError, match="allow_missing_weights=True .--allow-missing-weights"):
+        build_extractor(tmp_path / "mert")
+    info = build_extractor(tmp_path / "mert", allow_missing_weights=True).info()
+    assert info["weights_missing_and_random"] == [gone] and info["randomized"] is False
+    write_mert_dir(tmp_path / "whole")
+    assert build_extractor(tmp_path / "whole").info()["weights_missing_and_random"] == []

@@ -154,3 +154,14 @@ def test_merge_refuses_shards_of_different_extractors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="differs from .* in request"):
         merge_stores([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
+
+
+def test_merge_error_names_the_differing_request_field_and_both_values(tmp_path: Path) -> None:
+    stim = _set(n=6)
+    stim.save(tmp_path / "stim")
+    extract_to_store(_ext(), tmp_path / "stim", tmp_path / "shard0", start=0, stop=3, chunk_size=3, progress=False)
+    extract_to_store(_ext(), tmp_path / "stim", tmp_path / "shard1", start=3, stop=6, chunk_size=2, progress=False)
+    with pytest.raises(StoreError, match=r"shard1 differs from shard .*shard0 in request\.chunk_size: 3 vs 2 "
+                                         r"\(the first value is shard0's, the second shard1's\)") as exc:
+        merge_stores([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
+    assert "request.model" not in str(exc.value)          # only what differs is named

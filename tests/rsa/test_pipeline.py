@@ -118,3 +118,36 @@ def test_bad_configuration(layers, grid6) -> None:
         run_rsa(layers, grid6, bootstrap_over="everything")
     with pytest.raises(Exception, match="Did you mean"):
         run_rsa(layers, grid6, method="tau_a")
+
+
+def test_resamples_with_a_constant_model_rdm_are_left_out_and_counted(note_grid, mixed_code, caplog) -> None:
+    """Two octaves: a resample of the pitches may hold no two conditions of one pitch class, so the
+    chroma RDM is constant there and nothing is defined (it used to abort the run as 'collinear
+    models'); such resamples are left out of the intervals, counted and logged."""
+    from itertools import combinations
+
+    from musiclens.rsa import inference
+
+    midi = np.array([60, 64, 67, 72, 76, 79])                 # C E G, twice
+    meta = note_grid(["a", "b", "c"], midi=midi)
+    acts = {"l0": mixed_code(meta, chroma=1.0, height=1.0, noise=0.5, dim=16, seed=0)}
+    n_boot = 300
+    with caplog.at_level("WARNING"):
+        res = run_rsa(acts, meta, n_permutations=0, n_bootstraps=n_boot, bootstrap_over="both", seed=4,
+                      best_layer=False, regression=False)
+    # the same resamples, drawn as run_rsa draws them; a model is constant on the distinct conditions drawn
+    boot_seed = np.random.SeedSequence(4).spawn(3)[1]
+    rng = np.random.default_rng(boot_seed)
+    inference.bootstrap_indices(3, n_boot, seed=rng)           # instruments first (bootstrap_over="both")
+    counts = inference.bootstrap_indices(len(midi), n_boot, seed=rng)
+    rdms = [lambda i, j: abs(midi[i] - midi[j]), lambda i, j: midi[i] % 12 != midi[j] % 12]  # height, chroma
+    expected = sum(any(len({r(i, j) for i, j in combinations(np.flatnonzero(c), 2)}) <= 1 for r in rdms)
+                   for c in counts)
+    assert expected > 0
+    t = res.table
+    assert (t["n_boot_undefined"] == expected).all() and res.config["n_boot_undefined"] == expected
+    assert t[["ci_low", "ci_high"]].notna().all().all()
+    assert f"{expected} of {n_boot} bootstrap resamples" in caplog.text
+    ok = run_rsa(acts, meta, n_permutations=0, n_bootstraps=n_boot, bootstrap_over="instruments", seed=4,
+                 best_layer=False, regression=False).table
+    assert (ok["n_boot_undefined"] == 0).all()

@@ -183,3 +183,32 @@ def test_ssm_cli_writes_tables_and_figures(chord_corpus, tmp_path) -> None:
     assert (out / "ssm_profiles.png").stat().st_size > 0 and (out / "manifest.json").is_file()
     nov = pd.read_csv(out / "ssm_novelty.csv").set_index("source")
     assert nov.loc["reference:same_chord", "f_measure"] == 1.0
+
+
+def test_ssm_study_step_records_only_the_networks_it_analysed(tmp_path, monkeypatch) -> None:
+    """A network the SSM step leaves out is not recorded as done; steps.json says why (for the report)."""
+    import musiclens.ssm.pipeline as pipeline
+    import musiclens.ssm.plots as plots
+    from musiclens.study_steps import analysis
+
+    class _Result:
+        table = pd.DataFrame({"network": ["good"], "value": [0.5]})
+        summary = pd.DataFrame({"network": ["good"], "mean": [0.5]})
+        novelty_summary = pd.DataFrame({"network": ["good"], "f": [0.4]})
+
+        def save(self, folder) -> list:
+            return []
+
+    def fake_analysis(*, network: str, **_: object) -> _Result:
+        if network == "bad":
+            raise AnalysisError("one frame per clip; SSMs need frame-level activations")
+        return _Result()
+
+    monkeypatch.setattr(analysis, "_clips", lambda study, run_dir, section: ["clip"])
+    monkeypatch.setattr(analysis, "_build", lambda study, run_dir, name: None)
+    monkeypatch.setattr(pipeline, "ssm_analysis", fake_analysis)
+    monkeypatch.setattr(plots, "save_figures", lambda result, out: [])
+    study = {"ssm": {"networks": ["good", "bad"], "layers": None}}
+    record = analysis._ssm_step(study, tmp_path)
+    assert record["networks"] == ["good"]
+    assert record["skipped_networks"] == {"bad": "one frame per clip; SSMs need frame-level activations"}

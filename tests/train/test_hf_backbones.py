@@ -221,3 +221,40 @@ def test_mel_front_end_keeps_the_conv_encoders_frames_and_round_trips(tmp_path):
             np.testing.assert_allclose(np.asarray(acts.layers[name][0]), hs[k][0].numpy(), atol=1e-4)
     with pytest.raises(ConfigError, match="mel_n_fft"):
         build_backbone({"family": "wav2vec2", "config": {**cfg, "mel_n_fft": 256}})
+
+
+def _tiny_w2v_dir(path, **extra):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                 conv_dim=(16,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
+                                 **extra)).save_pretrained(path)
+    return path
+
+
+def test_directory_saved_without_masking_loads_its_mask_embedding_drawn_fresh(tmp_path):
+    """musiclens's config adds masked_spec_embed; a directory saved without masking lacks it by design."""
+    from safetensors.torch import load_file
+
+    d = _tiny_w2v_dir(tmp_path / "hf", mask_time_prob=0.0)
+    assert "masked_spec_embed" not in load_file(d / "model.safetensors")
+    b = build_backbone({"family": "wav2vec2", "init_from": str(d)})
+    state = load_file(d / "model.safetensors")
+    own = b.model.state_dict()
+    assert hasattr(b.model, "masked_spec_embed")
+    for k, v in state.items():
+        if k in own:
+            assert torch.equal(own[k], v), k
+
+
+def test_training_never_starts_from_a_directory_with_missing_tensors(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    d = _tiny_w2v_dir(tmp_path / "hf")
+    state = load_file(d / "model.safetensors")
+    save_file({k: v for k, v in state.items() if "layers.0.attention.q_proj" not in k}, d / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"missing: encoder.layers.0.attention.q_proj") as exc:
+        build_backbone({"family": "wav2vec2", "init_from": str(d)})
+    assert "allow-missing-weights" not in str(exc.value)      # training offers no such flag

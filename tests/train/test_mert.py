@@ -265,3 +265,23 @@ def test_encodec_teacher_from_a_local_directory(tmp_path, one_thread: None) -> N
     with pytest.raises(ConfigError, match="Hz"):
         OBJECTIVES.get("mert")({"teacher": "encodec", "encodec_path": str(tmp_path / "encodec"), **FAST_CQT},
                                {"family": "mert", "config": {**TINY, "sample_rate": 16000}})
+
+
+def test_encodec_teacher_with_missing_tensors_is_refused(tmp_path, one_thread: None) -> None:
+    """A teacher with randomly initialised tensors would hand out meaningless labels."""
+    from safetensors.torch import load_file, save_file
+    from transformers import EncodecConfig, EncodecModel
+
+    from musiclens.errors import CheckpointError
+
+    cfg = EncodecConfig(sampling_rate=24000, target_bandwidths=[1.5, 3.0], hidden_size=16, num_filters=4,
+                        num_lstm_layers=1, codebook_size=32, codebook_dim=16, upsampling_ratios=[8, 5, 4, 2])
+    EncodecModel(cfg).save_pretrained(tmp_path / "encodec")
+    state = load_file(tmp_path / "encodec" / "model.safetensors")
+    gone = sorted(k for k in state if k.startswith("quantizer.layers.0."))
+    assert gone
+    save_file({k: v for k, v in state.items() if k not in gone}, tmp_path / "encodec" / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="missing: quantizer.layers.0"):
+        OBJECTIVES.get("mert")({"teacher": "encodec", "encodec_path": str(tmp_path / "encodec"),
+                                "encodec_bandwidth": 1.5, **FAST_CQT}, {})

@@ -318,7 +318,13 @@ def _random_model(model_cls: type, config: Any, seed: int) -> torch.nn.Module:
         return model_cls(config)
 
 
+#: How to proceed past missing weights, in the words of the extractor's interfaces.
+_ALLOW_HINT = ("pass allow_missing_weights=True (--allow-missing-weights on the command line) to proceed with them "
+               "random (recorded in the extractor's info and the manifest)")
+
+
 def from_pretrained_checked(model_cls: Any, path: str | Path, *, allow_missing_weights: bool = False,
+                            expected_missing: Sequence[str] = (), allow_hint: str | None = _ALLOW_HINT,
                             **kwargs: Any) -> tuple[Any, dict[str, list[str]]]:
     """``model_cls.from_pretrained(path)`` from local files, safely and strictly.
 
@@ -330,7 +336,12 @@ def from_pretrained_checked(model_cls: Any, path: str | Path, *, allow_missing_w
     ``allow_missing_weights``; tensors in the files that the model does not use are an error too,
     unless they all belong to modules the model does not have (the head of a larger model, e.g.
     ``lm_head`` of a CTC checkpoint loaded as the encoder).  Returns the model and
-    ``{"missing_keys": [...], "unexpected_keys": [...]}`` for the manifest.
+    ``{"missing_keys": [...], "unexpected_keys": [...], "added_by_config": [...]}`` for the manifest.
+
+    ``expected_missing`` names tensors that the caller's configuration adds and that a directory
+    may lack without harm (e.g. the training-only ``masked_spec_embed``): they are drawn, logged
+    and listed, never refused.  ``allow_hint`` is the error's advice on proceeding anyway, in the
+    words of the caller's interface (``None``: the caller offers no way to proceed).
     """
     import pickle
 
@@ -347,6 +358,8 @@ def from_pretrained_checked(model_cls: Any, path: str | Path, *, allow_missing_w
     except (OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"cannot load weights from {path}: {err}") from err
     missing = sorted(info.get("missing_keys") or [])
+    tolerated = [k for k in missing if k in set(expected_missing)]
+    missing = [k for k in missing if k not in set(expected_missing)]
     mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k) for k in info.get("mismatched_keys") or [])
     modules = {name.split(".")[0] for name, _ in model.named_parameters()} | {
         name.split(".")[0] for name, _ in model.named_buffers()}
@@ -360,13 +373,15 @@ def from_pretrained_checked(model_cls: Any, path: str | Path, *, allow_missing_w
             [f"{len(foreign)} in the files are not used by the model: {_some(foreign)}"] if foreign else [])
         raise CheckpointError(
             f"{path}: the weight files do not match the model's architecture; " + "; ".join(parts) + ". Those layers "
-            "would run with random weights. Use the directory the weights belong to, or pass "
-            "allow_missing_weights=True (--allow-missing-weights on the command line) to proceed with them random "
-            "(recorded in the extractor's info and the manifest)")
+            "would run with random weights. Use the directory the weights belong to"
+            + (f", or {allow_hint}" if allow_hint else ""))
     if missing or mismatched:
         logger.warning("%s: %d tensor(s) missing and %d of the wrong shape are randomly initialised "
                        "(allow_missing_weights)", path, len(missing), len(mismatched))
-    return model, {"missing_keys": missing + mismatched, "unexpected_keys": unexpected}
+    if tolerated:
+        logger.info("%s lacks %s, which this configuration adds; drawn fresh", path, ", ".join(tolerated))
+    return model, {"missing_keys": missing + mismatched, "unexpected_keys": unexpected,
+                   "added_by_config": tolerated}
 
 
 def load_hf_directory(
@@ -397,7 +412,7 @@ def load_hf_directory(
         from musiclens.extract.mert import load_mert
 
         return load_mert(path, randomize=randomize, seed=seed, device=device, batch_size=batch_size,
-                         normalize=normalize, dtype=dtype)
+                         normalize=normalize, dtype=dtype, allow_missing_weights=allow_missing_weights)
     if family is None:
         if not trust_remote_code:
             raise CheckpointError(
@@ -421,7 +436,8 @@ def load_hf_directory(
         return HFExtractor(model, family="wav2vec2", sample_rate=sr, normalize=_do_normalize(path, True)
                            if normalize is None else normalize, batch_size=batch_size, device=device, dtype=dtype,
                            source=str(path), extra_info={"trust_remote_code": True, "randomized": randomize, "seed": seed,
-                                                         "weights_missing_and_random": loading.get("missing_keys", [])})
+                                                         "weights_missing_and_random": loading.get("missing_keys", []),
+                                                         "weights_unused": loading.get("unexpected_keys", [])})
     config_cls, model_cls = _classes(family)
     config = config_cls.from_pretrained(path, local_files_only=True)
     fe = None

@@ -155,8 +155,13 @@ def load_mert(
     batch_size: int = 8,
     normalize: bool | None = None,
     dtype: str | None = None,
+    allow_missing_weights: bool = False,
 ) -> HFExtractor:
     """A MERT directory (``config.json`` with ``model_type: "mert_model"`` + weights) as an extractor.
+
+    With ``allow_missing_weights`` tensors the weight files lack keep their random initialisation
+    (named in ``info()["weights_missing_and_random"]``) instead of being an error; tensors of the
+    wrong shape or that the architecture does not have are always an error.
 
     Raises
     ------
@@ -170,6 +175,7 @@ def load_mert(
     if (path / "preprocessor_config.json").is_file():
         sample_rate = int(_read_json(path / "preprocessor_config.json").get("sampling_rate", sample_rate))
     dropped: list[str] = []
+    missing: list[str] = []
     if not randomize:
         state, dropped = _map_keys(read_state_dict(path))
         if extras.get("feature_extractor_cqt"):
@@ -181,12 +187,19 @@ def load_mert(
             model_keys = set(model.state_dict())
         missing = sorted(model_keys - set(state))
         unexpected = sorted(set(state) - model_keys)
-        if missing or unexpected:
+        if unexpected or (missing and not allow_missing_weights):
+            proceed = "" if unexpected else (
+                ", or pass allow_missing_weights=True (--allow-missing-weights on the command line) to run the "
+                "missing tensors with random weights (recorded in the extractor's info and the manifest)")
             raise CheckpointError(
                 f"{path}: weights do not match the MERT/HuBERT architecture in config.json; "
                 f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
-                f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
+                f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}. "
+                f"Use the directory the weights belong to{proceed}"
             )
+        if missing:
+            logger.warning("%s: %d tensor(s) missing are randomly initialised (allow_missing_weights)",
+                           path, len(missing))
         try:
             model.load_state_dict(state, strict=False)
         except RuntimeError as err:
@@ -197,7 +210,8 @@ def load_mert(
         normalize=_do_normalize(path, True) if normalize is None else normalize,
         batch_size=batch_size, device=device, dtype=dtype, source=str(path.resolve()),
         extra_info={"randomized": randomize, "seed": seed, "mert_extras": extras, "ignored": ignored,
-                    "cqt_kernels_recomputed": bool(dropped), "loaded_without_remote_code": True},
+                    "cqt_kernels_recomputed": bool(dropped), "loaded_without_remote_code": True,
+                    "weights_missing_and_random": missing},
     )
 
 

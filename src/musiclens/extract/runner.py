@@ -102,12 +102,18 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h
 
 
 def weights_hash(path: Path) -> str:
-    """SHA-256 over the weight and config files of a model file or directory (names and bytes)."""
+    """SHA-256 over the weight and config files of a model file or directory (names and bytes).
+
+    A weights file counts with its ``<name>.json`` beside it (a musiclens checkpoint's config).
+    """
     import hashlib
 
     path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*")
-                                                 if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    if path.is_file():
+        beside = path.with_suffix(".json")
+        files = [path] + ([beside] if beside != path and beside.is_file() else [])
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())

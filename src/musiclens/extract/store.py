@@ -406,6 +406,12 @@ def _replace_dir(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """A value for an error message, cut to ``limit`` characters."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def merge_stores(
     shards: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -443,12 +449,27 @@ def merge_stores(
               "mode": lambda m: m.get("mode"), "pooling": lambda m: m.get("pooling"),
               "shard_of": lambda m: m.get("shard_of"), "extractor": _extractor,
               "weights_hash": lambda m: m.get("weights_hash"), "request": _request}
+
+    def _differences(m: dict) -> list[str]:   # "field" or "request.<key>": the first shard's value vs this one's
+        out = []
+        for k, get in checks.items():
+            mine, theirs = get(m), get(first)
+            if mine == theirs:
+                continue
+            if k == "request":
+                out += [f"request.{r}: {_short(theirs.get(r))} vs {_short(mine.get(r))}"
+                        for r in sorted(set(mine) | set(theirs)) if mine.get(r) != theirs.get(r)]
+            else:
+                out.append(f"{k}: {_short(theirs)} vs {_short(mine)}")
+        return out
+
     for st in stores[1:]:
-        diff = [k for k, get in checks.items() if get(st.manifest) != get(first)]
+        diff = _differences(st.manifest)
         if diff:
-            raise StoreError(f"shard {st.path} differs from {stores[0].path} in {', '.join(diff)}: shards must come "
-                             "from one request (same model and weights, stimuli, layers, pooling and options); "
-                             "extract the odd shard again with the others' settings")
+            raise StoreError(f"shard {st.path} differs from shard {stores[0].path} in {'; '.join(diff)} (the first "
+                             f"value is {stores[0].path.name}'s, the second {st.path.name}'s): shards "
+                             "must come from one request (same model and weights, stimuli, layers, pooling and "
+                             "options); extract the odd shard again with the others' settings")
     expected = 0
     for st in stores:
         lo, hi = st.manifest["range"]

@@ -24,7 +24,30 @@ Partial correlation (any correlation-type comparison: τ_a, Spearman, ρ_a, Pear
     Kendall's τ_b, so this gives Kendall's partial τ computed from τ_b coefficients ("partial τ_b",
     as R's ``ppcor::pcor(method = "kendall")`` computes it); with a unit diagonal and τ_a
     coefficients it gives the textbook partial τ_a.  The two differ when the model RDMs have many
-    ties (a chroma RDM has two values), partial τ_b being the larger.
+    ties (a chroma RDM has two values), partial τ_b being the larger.  In τ_a terms, with
+    self-concordances ``s_d, s_c, s_h`` (two models)::
+
+        partial τ_a = (τ_dc − τ_dh τ_ch) / sqrt((1 − τ_dh²)(1 − τ_ch²))
+        partial τ_b = (τ_dc − τ_dh τ_ch / s_h) / sqrt((s_d − τ_dh² / s_h)(s_c − τ_ch² / s_h))
+
+Permutation p-values of the two partial τ statistics
+    The stimulus-label permutation relabels the conditions of every model RDM jointly, so it
+    leaves the model–model τ_a and every self-concordance unchanged and moves only the data–model
+    τ_a.  Write ``S`` for the Schur complement of the other models ``Z`` in the τ_a matrix of
+    (data, target model ``k``, ``Z``): partial = ``S_dk / sqrt(S_dd S_kk)``.  Putting the
+    self-concordances ``s`` on the diagonal (τ_b) lowers ``S_dd`` by ``1 − s_d`` and ``S_kk`` by
+    ``1 − s_k`` and, when a model in ``Z`` has ties, changes every entry of ``S`` through ``R_ZZ``.
+    Hence, **if the data RDM and every partialled-out model RDM have no ties** (``s_d = 1``,
+    ``s_Z = 1``; the target may be tied), ``partial τ_b = κ · partial τ_a`` with
+    ``κ = sqrt(S_kk / (S_kk − (1 − s_k))) ≥ 1`` (two models: ``κ = sqrt((1 − τ_ch²) / (s_c − τ_ch²))``),
+    which depends on the model RDMs only: the same for every permutation and every subject, so
+    the two statistics give identical permutation p-values with the same permutations.
+    Otherwise the factor depends on the data–``Z`` τ_a, which the permutation moves, so no fixed
+    monotone map relates the two nulls and the p-values differ, slightly in practice (an
+    equal-tempered grid ties ``pitch_height``, and partial pitch height partials out the tied
+    chroma RDM).  While the partialled-out models are untied the two statistics share the
+    numerator ``S_dk`` and so have the same sign.  Each statistic is tested against its own null
+    from the same permutations, so each p is exact for its own statistic.
 
 Regression (:func:`regression_design`, :func:`regress`)
     Ordinary least squares of the standardised data dissimilarities (z-scored over pairs,

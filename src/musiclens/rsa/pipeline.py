@@ -16,8 +16,13 @@ For one network, every layer gets one RDM per subject (instrument) over the cond
     equals the unit-diagonal formula on τ_b = τ_a / sqrt(self_x self_y) (:func:`partial_statistic`
     names it; it is the one the studies report).  Before musiclens 0.3 this statistic was
     labelled ``partial-tau-a``.  Each statistic's permutation p uses its own null (the same
-    permutations), so permutation p-values published under the old name are valid for partial
-    τ_b; the two statistics' p-values are close but not identical;
+    permutations), so permutation p-values published under the old name are exact for partial
+    τ_b: the rename changes no value and no p.  The p of partial τ_a equals that of partial τ_b
+    exactly when the network RDM and every partialled-out model RDM are untied (then partial
+    τ_b = κ · partial τ_a with κ fixed by the model RDMs, for every permutation and subject);
+    otherwise (e.g. pitch height on an equal-tempered grid has tied distances) no fixed monotone
+    map relates them and the two p-values are close but not identical
+    (:mod:`musiclens.rsa.partial` derives both statements);
 ``beta_<predictor>``
     subject-mean standardised regression betas on the models (+ pairwise interactions);
 ``<statistic>-best-layer-cv``
@@ -35,6 +40,10 @@ layers × model RDMs of each statistic (best-layer rows: over model RDMs); ``sig
 filled on ``<method>`` rows only and are NaN (not applicable) on the other statistics; with
 one subject they are NaN everywhere and ``note`` says why (``note`` is empty otherwise); NaN
 never appears in ``value``, ``ci_*``, ``p`` or ``p_corrected`` (an error is raised instead).
+``n_boot_undefined`` counts the resamples of a bootstrap over pitches left out of ``ci_*``: those
+on which a model RDM is constant (e.g. binary chroma when no two drawn conditions share a pitch
+class), where no comparison, partial correlation or beta is defined; they are logged too (0 on
+every row when there are none, and on rows whose interval comes from no such bootstrap).
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ logger = logging.getLogger(__name__)
 #: Columns of the tidy table, in order.
 TABLE_COLUMNS: tuple[str, ...] = (
     "network", "layer", "model_rdm", "statistic", "value", "ci_low", "ci_high", "p", "p_corrected",
-    "significant", "noise_ceiling_low", "noise_ceiling_high", "note",
+    "significant", "noise_ceiling_low", "noise_ceiling_high", "note", "n_boot_undefined",
 )
 _BOOTSTRAP_OVER = ("instruments", "pitches", "both")
 
@@ -406,6 +415,7 @@ def run_rsa(
             nulls = {key: v.reshape(n_layers, n_subj, -1).mean(axis=1) for key, v in nulls.items()}
 
     boots: dict[tuple[str, str], np.ndarray] = {}                          # key -> [L, B]
+    n_boot_undefined = 0                                                   # resamples left out of the CIs
     if n_bootstraps > 0:
         with timer("bootstrap"):
             rng = np.random.default_rng(boot_seed)
@@ -419,6 +429,19 @@ def run_rsa(
             else:
                 cond_counts = inference.bootstrap_indices(n_cond, n_bootstraps, seed=rng)
                 w = condition_weights(cond_counts)
+                usable = ~_constant_on_resample(mv, w)     # a constant model RDM: nothing is defined
+                n_boot_undefined = int((~usable).sum())
+                if n_boot_undefined:
+                    if usable.sum() < 2:
+                        raise InsufficientDataError(
+                            f"{n_boot_undefined} of {n_bootstraps} bootstrap resamples of the {n_cond} conditions "
+                            "leave a model RDM constant, so no interval can be formed; use more conditions or "
+                            "bootstrap_over='instruments' (--bootstrap-over instruments)")
+                    logger.warning("%s: %d of %d bootstrap resamples of the conditions leave a model RDM constant "
+                                   "(no statistic is defined there); the intervals come from the other %d "
+                                   "(column n_boot_undefined)", network, n_boot_undefined, n_bootstraps,
+                                   int(usable.sum()))
+                    w, weights = w[usable], weights[usable]
                 bs = np.stack([weighted_scores(prep, mv[k], w, backend=backend, progress=progress,
                                                desc=f"bootstrap {models[k]}") for k in range(n_models)],
                               axis=1)                                      # [L*S, K, B]
@@ -476,7 +499,8 @@ def run_rsa(
                                  value=value[li], ci_low=lo[li], ci_high=hi[li],
                                  p=p_t[li] if test == "t-test" else p_perm[li],
                                  noise_ceiling_low=nc[0], noise_ceiling_high=nc[1],
-                                 note=no_ceiling if stat == method else ""))
+                                 note=no_ceiling if stat == method else "",
+                                 n_boot_undefined=n_boot_undefined if key in boots else 0))
                 tests_rows.append(dict(network=network, layer=layer, model_rdm=model, statistic=stat,
                                        test=test, p_t_test=p_t[li], p_permutation=p_perm[li]))
                 for si, s in enumerate(first.subjects):
@@ -502,7 +526,8 @@ def run_rsa(
                 rows.append(dict(network=network, layer=layer, model_rdm=model,
                                  statistic=f"{stat}-best-layer-cv", value=float(held.mean()),
                                  ci_low=float(np.ravel(lo)[0]), ci_high=float(np.ravel(hi)[0]), p=p_t,
-                                 noise_ceiling_low=nc[0], noise_ceiling_high=nc[1], note=""))
+                                 noise_ceiling_low=nc[0], noise_ceiling_high=nc[1], note="",
+                                 n_boot_undefined=0))
                 tests_rows.append(dict(network=network, layer=layer, model_rdm=model,
                                        statistic=f"{stat}-best-layer-cv", test="t-test", p_t_test=p_t,
                                        p_permutation=np.nan))
@@ -525,7 +550,7 @@ def run_rsa(
                   partial=do_partial, regression=do_regression,
                   interactions=bool(do_regression and use_inter),
                   best_layer=do_best, seed=seed, backend=backend, layers=layers,
-                  subjects=list(first.subjects), n_conditions=n_cond)
+                  subjects=list(first.subjects), n_conditions=n_cond, n_boot_undefined=n_boot_undefined)
     logger.info("RSA of %s: %d layers x %d subjects x %d models in %.2f s", network, n_layers, n_subj,
                 n_models, sum(timer.seconds.values()))
     return RSAResult(table=table, tests=tests_df, per_subject=per_subject_df, rdms=rdms,
@@ -551,6 +576,20 @@ def _t_interval(v: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     half = stats.t.ppf(0.5 + level / 2, n - 1) * se
     m = v.mean(axis=1)
     return m - half, m + half
+
+
+def _constant_on_resample(models: np.ndarray, weights: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """``[shape=(B,)]``: whether some model RDM ``models [shape=(K, N)]`` is constant over the pairs a
+    resample keeps (``weights [shape=(B, N)] > 0``), or the resample keeps no pair at all."""
+    out = np.zeros(weights.shape[0], dtype=bool)
+    for s in range(0, weights.shape[0], chunk):
+        kept = weights[s:s + chunk] > 0
+        out[s:s + chunk] |= ~kept.any(axis=1)
+        for m in np.atleast_2d(models):
+            lo = np.where(kept, m[None, :], np.inf).min(axis=1)
+            hi = np.where(kept, m[None, :], -np.inf).max(axis=1)
+            out[s:s + chunk] |= lo == hi
+    return out
 
 
 def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:

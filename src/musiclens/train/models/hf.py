@@ -412,10 +412,14 @@ def from_pretrained_dir(family: str, path: str | Path, *, config: Mapping[str, A
     hf_obj = hf_config_of(family, cfg)
     from musiclens.extract.hf import from_pretrained_checked
 
+    # the directory's own model has no mask embedding when it was saved without masking; musiclens's
+    # config always adds one (the training objectives mask), so there it is drawn fresh, not refused
+    added = (("masked_spec_embed",) if float(getattr(hf, "mask_time_prob", 0.0) or 0.0) <= 0.0
+             and float(getattr(hf, "mask_feature_prob", 0.0) or 0.0) <= 0.0 else ())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         # strict: a tensor the directory lacks would start training from random weights unannounced
-        model, _ = from_pretrained_checked(model_cls, path, config=hf_obj)
+        model, _ = from_pretrained_checked(model_cls, path, config=hf_obj, expected_missing=added, allow_hint=None)
     # record the config the model really runs with, so the checkpoint rebuilds it exactly
     cfg.hf_config = {k: v for k, v in model.config.to_dict().items()
                      if k not in ("transformers_version", "architectures", "_name_or_path", "model_type")}

@@ -443,7 +443,10 @@ class EncodecTeacher(Teacher):
         path = Path(str(options.encodec_path)).expanduser()
         if not path.is_dir():
             raise ConfigError(f"mert: encodec_path {path} is not a directory; give a local EnCodec model folder")
-        model = EncodecModel.from_pretrained(str(path))
+        from musiclens.extract.hf import from_pretrained_checked
+
+        # strict and safe: a teacher with missing tensors would hand out labels from random weights
+        model, _ = from_pretrained_checked(EncodecModel, path, allow_hint=None)
         cfg = model.config
         if int(cfg.sampling_rate) != int(sample_rate):
             raise ConfigError(f"mert: the EnCodec model runs at {cfg.sampling_rate} Hz but the backbone at "
