@@ -151,3 +151,16 @@ def test_resamples_with_a_constant_model_rdm_are_left_out_and_counted(note_grid,
     ok = run_rsa(acts, meta, n_permutations=0, n_bootstraps=n_boot, bootstrap_over="instruments", seed=4,
                  best_layer=False, regression=False).table
     assert (ok["n_boot_undefined"] == 0).all()
+
+
+def test_resamples_with_a_collinear_regression_are_left_out_and_counted(note_grid, mixed_code) -> None:
+    """One instrument, two octaves, bootstrap over pitches: many resamples make height × chroma
+    collinear; the betas' intervals come from the others and the count is in the table."""
+    meta = note_grid(["x"], midi=np.arange(60, 85))
+    acts = {"l": mixed_code(meta, chroma=1.0, height=1.0, noise=0.5, dim=8, seed=0)}
+    t = run_rsa(acts, meta, test="permutation", n_permutations=20, n_bootstraps=200, bootstrap_over="pitches",
+                seed=0).table.set_index("statistic")
+    betas = t.loc[t.index.str.startswith("beta_")]
+    assert (betas["n_boot_undefined"] > 0).all() and (betas["n_boot_undefined"] < 200).all()
+    assert betas[["ci_low", "ci_high"]].notna().all().all()
+    assert (t.loc[["tau-a"], "n_boot_undefined"] == 0).all()

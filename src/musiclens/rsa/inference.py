@@ -19,6 +19,7 @@ and :func:`benjamini_hochberg` (step-up adjusted p-values).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -148,7 +149,14 @@ def percentile_ci(samples: np.ndarray, *, level: float = 0.95) -> tuple[np.ndarr
     """Percentile interval along the last axis (linear interpolation, as ``np.percentile``)."""
     if not 0 < level < 1:
         raise ConfigError(f"confidence level must lie in (0, 1), got {level}")
-    lo, hi = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)], axis=-1)
+    samples = np.asarray(samples, dtype=float)
+    q = [50 * (1 - level), 50 * (1 + level)]
+    if np.isnan(samples).any():   # resamples on which the statistic is undefined: left out (callers count them)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN row stays NaN and is refused later
+            lo, hi = np.nanpercentile(samples, q, axis=-1)
+        return lo, hi
+    lo, hi = np.percentile(samples, q, axis=-1)
     return lo, hi
 
 

@@ -206,10 +206,20 @@ def regress_weighted(
     -------
     np.ndarray
         ``[shape=(n_data, n_predictors, B)]``; design and data are standardised on each resample.
+        A resample on which the design is collinear (e.g. the height × chroma interaction when
+        the drawn pitches span too little) has no betas: NaN there, counted by the caller.
     """
-    results = []
+    results: list[np.ndarray | None] = []
+    n_pred = None
     for w in np.atleast_2d(weights):
         idx = np.repeat(np.arange(y.shape[1]), w.astype(np.int64))
-        x, _ = regression_design(models[:, idx], names, interactions=interactions)
-        results.append(regress(y[:, idx], x))
-    return np.stack(results, axis=-1)
+        try:
+            x, _ = regression_design(models[:, idx], names, interactions=interactions)
+            results.append(regress(y[:, idx], x))
+            n_pred = results[-1].shape[1]
+        except (AnalysisError, np.linalg.LinAlgError):
+            results.append(None)
+    if n_pred is None:
+        raise AnalysisError("the regression is undefined on every bootstrap resample (collinear predictors); "
+                            "use bootstrap_over='instruments' (--bootstrap-over instruments) or interactions=False")
+    return np.stack([np.full((y.shape[0], n_pred), np.nan) if b is None else b for b in results], axis=-1)

@@ -489,6 +489,11 @@ def run_rsa(
             value = v.mean(axis=1)
             p_t = _t_p(v, required=test == "t-test")
             p_perm = inference.permutation_p(value, nulls[key]) if key in nulls else np.full(n_layers, np.nan)
+            nan_boots = np.isnan(boots[key]).sum(axis=-1) if key in boots else np.zeros(n_layers, dtype=int)
+            if nan_boots.any():
+                logger.warning("%s %s/%s: %d of %d bootstrap resamples leave it undefined (collinear predictors); "
+                               "the interval comes from the rest (column n_boot_undefined)", network, stat, model,
+                               int(nan_boots.max()), boots[key].shape[-1])
             if key in boots:
                 lo, hi = inference.percentile_ci(boots[key], level=ci_level)
             else:
@@ -500,7 +505,7 @@ def run_rsa(
                                  p=p_t[li] if test == "t-test" else p_perm[li],
                                  noise_ceiling_low=nc[0], noise_ceiling_high=nc[1],
                                  note=no_ceiling if stat == method else "",
-                                 n_boot_undefined=n_boot_undefined if key in boots else 0))
+                                 n_boot_undefined=(n_boot_undefined + int(nan_boots[li])) if key in boots else 0))
                 tests_rows.append(dict(network=network, layer=layer, model_rdm=model, statistic=stat,
                                        test=test, p_t_test=p_t[li], p_permutation=p_perm[li]))
                 for si, s in enumerate(first.subjects):
