@@ -58,7 +58,8 @@ def test_chroma_emergence_tiny(tmp_path: Path) -> None:
     assert set(best["contrast"]) == {"transcription - ssl", "transcription - asr", "ssl - random", "asr - ssl"}
     assert (best["n_seeds"] == 2).all() and (best["n_units"] == 4).all()
     md = (run / "report.md").read_text()
-    assert "Contrasts of partial chroma τ-a" in md and "transcription − ssl = " in md
+    assert "Contrasts of partial chroma τ-b" in md and "transcription − ssl = " in md
+    assert "| partial_tau_a |" in md          # the textbook partial τ_a beside the headline partial τ_b
     assert "During transcription-s0 training" in md and "missed the learning bar" in md
     html = (run / "report.html").read_text()
     assert html.index("The answer: partial chroma") < html.index("<h2>Findings</h2>") < html.index("<h2>Stimuli</h2>")

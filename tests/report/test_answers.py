@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from musiclens.report.answers import teachers_answer, trained_and_controls, vit1d_answer
 from musiclens.report.frames import attention_sentences, ssm_sentences
@@ -124,3 +125,25 @@ def test_contrast_sentences_state_the_numbers_and_flag_unlearned_groups() -> Non
     assert "NOT a test of the training: t missed its learning bar" in flagged
     table.loc[0, "p_corrected"] = 0.2
     assert "no reliable difference" in contrast_sentences(table, "partial-tau-b", "chroma")[0]
+
+
+def test_group_summary_shows_the_other_partial_tau_beside_the_headline() -> None:
+    from musiclens.report.headline import _partial_definition, group_summary
+
+    rows = []
+    for net, cond, b, a in (("t-1", "t", 0.30, 0.10), ("t-2", "t", 0.20, 0.06), ("cqt", "cqt", 0.11, 0.04)):
+        for stat, v in (("partial-tau-b", b), ("partial-tau-a", a)):
+            rows.append(dict(network=net, condition=cond, layer="layer_01", model_rdm="chroma",
+                             statistic=f"{stat}-best-layer-cv", value=v, ci_low=v - 0.1, ci_high=v + 0.1,
+                             significant=True))
+    rsa = pd.DataFrame(rows)
+    cfg = {"contrasts": {"headline": "partial-tau-b:chroma"}, "networks": {"cqt": {"model": "cqt"}}}
+    s = group_summary(rsa, cfg).set_index("group")
+    assert list(s.columns[s.columns.get_loc("max_over_seeds") + 1:][:1]) == ["partial_tau_a"]
+    assert s.loc["t", "value"] == pytest.approx(0.25) and s.loc["t", "partial_tau_a"] == pytest.approx(0.08)
+    assert s.loc["cqt", "partial_tau_a"] == pytest.approx(0.04)
+    cfg["contrasts"]["headline"] = "partial-tau-a:chroma"
+    assert group_summary(rsa, cfg).set_index("group").loc["t", "partial_tau_b"] == pytest.approx(0.25)
+    text = _partial_definition("partial-tau-b")
+    assert "√((1 − τ_dh²)(1 − τ_ch²))" in text and "close but not identical" in text
+    assert "no tied dissimilarities" in text

@@ -51,7 +51,7 @@ def test_cli_writes_tables_figures_and_manifest(inputs) -> None:
     pd.testing.assert_frame_equal(table.drop(columns="note"), parquet.drop(columns="note"), check_exact=False, atol=1e-9)
     assert table["note"].isna().all() and (parquet["note"] == "").all()   # 3 instruments: nothing to note
     assert set(table["network"]) == {"toy"} and table["value"].notna().all()
-    for name in ("profile_tau-a.png", "profile_partial-tau-a.png", "rdms.png", "mds.png"):
+    for name in ("profile_tau-a.png", "profile_partial-tau-a.png", "profile_partial-tau-b.png", "rdms.png", "mds.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["config"]["n_permutations"] == 30

@@ -11,7 +11,9 @@ bars) and ``contrasts/contrasts.csv`` and draws:
   seeds a bar with the across-seed range, each seed's 95 % CI a thin line; next to it, the
   contrasts of the headline statistic (difference with its 95 % CI, ``*`` where the corrected
   p is below alpha);
-- a compact findings table (one row per group);
+- a compact findings table (one row per group; for a Kendall partial headline it also shows the
+  other partial τ, ``partial_tau_a`` beside ``partial-tau-b`` or the reverse, at its own
+  held-out best layer);
 - the contrasts table.
 
 The answer sentences (:func:`contrast_sentences`) state each best-layer contrast with its numbers.
@@ -53,12 +55,27 @@ def _partial_definition(stat: str) -> str:
         return (" Partial τ-b is Kendall's partial τ computed from τ_b coefficients: τ_{dc·h} = (τ_dc − τ_dh τ_ch) / "
                 "√((1 − τ_dh²)(1 − τ_ch²)) with τ_b = τ_a / √(self_x self_y), self being an RDM's fraction of untied "
                 "pairs (as R's ppcor computes it); the same formula on τ_a coefficients, the textbook partial τ_a, is "
-                "the <code>partial-tau-a</code> row of <code>rsa/rsa.csv</code> and is about a third as large here "
-                "because the chroma RDM has two values. Each is tested against its own permutation null.")
+                "the <code>partial-tau-a</code> row of <code>rsa/rsa.csv</code> (column <code>partial_tau_a</code> "
+                "below) and is about a third as large because the chroma RDM has two values (most pairs tied)."
+                + _PERMUTATION_NOTE)
     if stat == "partial-tau-a":
         return (" Partial τ-a is the textbook Kendall partial formula τ_{dc·h} = (τ_dc − τ_dh τ_ch) / "
-                "√((1 − τ_dh²)(1 − τ_ch²)) on τ_a coefficients.")
+                "√((1 − τ_dh²)(1 − τ_ch²)) on τ_a coefficients; the same formula on τ_b = τ_a / √(self_x self_y) "
+                "coefficients is the <code>partial-tau-b</code> row (column <code>partial_tau_b</code> below)."
+                + _PERMUTATION_NOTE)
     return ""
+
+
+_PERMUTATION_NOTE = (
+    " Each is tested against its own permutation null from the same permutations, so each p is exact for its own "
+    "statistic (values and p-values labelled <code>partial-tau-a</code> before this name change are those of "
+    "partial τ-b). The two p-values are equal when the network RDM and the partialled-out pitch-height RDM have no "
+    "tied dissimilarities (partial τ-b is then a fixed multiple of partial τ-a under every permutation); pitch "
+    "height on an equal-tempered note grid has ties, so no fixed monotone map relates them and they are close but "
+    "not identical.")
+
+#: The other Kendall partial statistic, shown beside the headline one.
+_COMPANION = {"partial-tau-b": "partial-tau-a", "partial-tau-a": "partial-tau-b"}
 
 
 def statistic_label(stat: str, model: str) -> str:
@@ -133,6 +150,14 @@ def group_summary(rsa: pd.DataFrame, cfg: Mapping[str, Any], conditions: pd.Data
     df = pd.DataFrame(out)
     if df.empty:
         return df
+    other = _COMPANION.get(stat)
+    if other is not None:                  # the other partial τ at its own held-out best layer
+        comp = headline_rows(rsa, other, model)
+        if len(comp):
+            by = "condition" if "condition" in comp else "network"
+            means = comp.groupby(by, sort=False)["value"].mean()
+            df.insert(int(df.columns.get_loc("max_over_seeds")) + 1, other.replace("-", "_"),
+                      df["group"].map(means).astype(float))
     df["_o"] = df["regime"].map(_regime_order)
     return df.sort_values(["_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
 

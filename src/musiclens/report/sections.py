@@ -143,7 +143,15 @@ def _rsa_section(ctx: ReportContext) -> Section | None:
     sec.html.append(f"<p class='meta'>Significance: corrected p &lt; {cfg.get('alpha', 0.05)} "
                     f"({html.escape(str(cfg.get('correction', 'bonferroni')))} over layers × model RDMs within each "
                     "network and statistic). Partial statistics control each model RDM for the others (chroma with "
-                    "pitch height partialled out). Shaded bands: noise ceilings (instruments as subjects).</p>")
+                    "pitch height partialled out)." + (
+                        " With τ_a two partial statistics are reported: <code>partial-tau-b</code>, Kendall's partial "
+                        "τ τ_{dc·h} = (τ_dc − τ_dh τ_ch) / √((1 − τ_dh²)(1 − τ_ch²)) computed from τ_b = "
+                        "τ_a / √(self_x self_y) coefficients (self: an RDM's fraction of untied pairs), and "
+                        "<code>partial-tau-a</code>, the same formula on τ_a coefficients (textbook partial τ_a); "
+                        "each has its own permutation p from the same permutations: identical when the network RDM "
+                        "and the partialled-out model RDMs have no ties, otherwise (tied pitch height) close but not "
+                        "identical." if method == "tau-a" else "")
+                    + " Shaded bands: noise ceilings (instruments as subjects).</p>")
     sec.html += network_figures(ctx.run_dir / "rsa")
     sec.html += ["<h3>Table</h3>", table_html(rsa),
                  "<p class='meta'>Full table: <code>rsa/rsa.csv</code> and <code>rsa/rsa.parquet</code>.</p>"]

@@ -2,7 +2,7 @@
 
 :class:`RSACallback` plays a fixed note set to the backbone every ``every_n_steps`` optimizer
 steps (and once before the first step), mean-pools every layer's frames, and runs RSA against
-the model RDMs (default ``pitch_height`` and ``chroma``; tau-a and partial tau-a, no permutations
+the model RDMs (default ``pitch_height`` and ``chroma``; tau-a and partial tau-b, no permutations
 or bootstraps, so it stays cheap).  Values are logged as ``rsa/<model>/<layer>`` and
 ``rsa/<model>_partial/<layer>`` and kept in ``RUN_DIR/rsa_curve.csv``, a tidy table with columns
 ``step, layer, statistic, model_rdm, value``, rewritten atomically after every evaluation.  Rows
