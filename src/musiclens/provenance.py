@@ -8,12 +8,13 @@ import platform
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-__all__ = ["package_versions", "environment", "hash_array", "hash_bytes", "Timer"]
+__all__ = ["package_versions", "environment", "hash_array", "hash_bytes", "hash_files", "hash_path", "Timer"]
 
 #: Distributions whose versions go into every manifest (when installed).
 TRACKED_PACKAGES = (
@@ -50,6 +51,34 @@ def hash_bytes(*chunks: bytes) -> str:
     for c in chunks:
         h.update(c)
     return h.hexdigest()
+
+
+def hash_files(files: Iterable[Path], *, root: Path | None = None, max_bytes: int | None = None) -> str:
+    """SHA-256 over files' names (relative to ``root``, else the bare name) and bytes, in the order given.
+
+    With ``max_bytes`` and more bytes than that in all, only names and sizes are hashed (a
+    fingerprint of a very large folder that stays cheap).
+    """
+    files = list(files)
+    names_only = max_bytes is not None and sum(f.stat().st_size for f in files) > max_bytes
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root) if root is not None else f.name).encode())
+        if names_only:
+            h.update(str(f.stat().st_size).encode())
+            continue
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def hash_path(path: Path, *, max_bytes: int | None = None) -> str:
+    """:func:`hash_files` of a file, or of every file below a folder (sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        return hash_files(sorted(p for p in path.rglob("*") if p.is_file()), root=path, max_bytes=max_bytes)
+    return hash_files([path], max_bytes=max_bytes)
 
 
 def hash_array(array: np.ndarray) -> str:

@@ -106,21 +106,13 @@ def weights_hash(path: Path) -> str:
 
     A weights file counts with its ``<name>.json`` beside it (a musiclens checkpoint's config).
     """
-    import hashlib
+    from musiclens.provenance import hash_files
 
     path = Path(path)
     if path.is_file():
         beside = path.with_suffix(".json")
-        files = [path] + ([beside] if beside != path and beside.is_file() else [])
-    else:
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+        return hash_files([path] + ([beside] if beside != path and beside.is_file() else []))
+    return hash_files(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES), root=path)
 
 
 def prepare_clips(

@@ -16,27 +16,11 @@ from musiclens.analysis_io import write_run_folder
 from musiclens.fsutil import check_out
 from musiclens.probe.datasets import load_probe_stimuli
 from musiclens.probe.runner import ProbeResult, run_probes
-from musiclens.provenance import Timer
+from musiclens.provenance import Timer, hash_path
 
 __all__ = ["probe_to_folder"]
 
 logger = logging.getLogger(__name__)
-
-
-def _hash_path(path: Path, *, max_bytes: int = 1 << 30) -> str:
-    """SHA-256 over a file or a folder's files (names and contents; large folders: names and sizes)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    total = sum(f.stat().st_size for f in files)
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        if total > max_bytes:
-            h.update(str(f.stat().st_size).encode())
-            continue
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def probe_to_folder(*, activations: str | Path, stimuli: str | Path, out: str | Path, figures: bool = True,
@@ -68,7 +52,7 @@ def probe_to_folder(*, activations: str | Path, stimuli: str | Path, out: str | 
     write_run_folder(
         result, out, command="probe", timer=timer, figures_module="musiclens.probe.plots" if figures else None,
         extra={"seed": result.config["seed"]},
-        inputs={"activations": str(activations), "activations_sha256": _hash_path(activations),
+        inputs={"activations": str(activations), "activations_sha256": hash_path(activations, max_bytes=1 << 30),
                 "stimuli": str(stimuli), "metadata_sha256": hashlib.sha256(metadata_csv.encode()).hexdigest()},
     )
     logger.info("probe results in %s", out)

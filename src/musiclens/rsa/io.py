@@ -22,7 +22,7 @@ import pandas as pd
 
 from musiclens.errors import AnalysisError, DatasetError, MissingDependencyError
 from musiclens.fsutil import atomic_dir, atomic_write_json, check_out
-from musiclens.provenance import Timer, environment, hash_array
+from musiclens.provenance import Timer, environment, hash_array, hash_path
 from musiclens.rsa.pipeline import RSAResult, run_rsa
 
 __all__ = ["load_activations", "rsa_to_folder"]
@@ -65,17 +65,6 @@ def load_activations(path: str | Path) -> tuple[dict[str, np.ndarray], list[str]
     if not arrays:
         raise AnalysisError(f"{path} holds no layer arrays (only {list(arrays) or 'nothing'})")
     return arrays, (None if ids is None else [str(s) for s in ids.tolist()])
-
-
-def _hash_path(path: Path) -> str:
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def rsa_to_folder(
@@ -149,7 +138,7 @@ def _write_rsa_folder(out: Path, result: RSAResult, timer: Timer, *, figures: bo
         "seed": result.config["seed"],
         "inputs": {
             "activations": str(activations),
-            "activations_sha256": _hash_path(activations),
+            "activations_sha256": hash_path(activations),
             "layer_hashes": {k: hash_array(np.asarray(v)) for k, v in layers.items()},
             "stimuli": str(stimuli),
             "row_order": row_order,
