@@ -5,7 +5,7 @@
     RUN_DIR/config.yaml            the resolved config (a different config in the same folder is refused)
     RUN_DIR/manifest.json          versions, seeds, corpus content hashes, steps, timings, finished flag
     RUN_DIR/checkpoints/last.ckpt  Lightning checkpoint (every ``trainer.checkpoint_every_n_steps`` and at the end)
-    RUN_DIR/logs/                  CSV (default) or TensorBoard logs
+    RUN_DIR/logs/                  metrics.csv (default) or TensorBoard logs
     RUN_DIR/backbone/              the trained backbone, a musiclens checkpoint (loads with
                                    musiclens.extract.checkpoint.checkpoint_extractor / ``musiclens extract``)
     RUN_DIR/backbone-step0001000/  with ``export.every_checkpoint``
@@ -17,6 +17,12 @@ the objective gets ``step_generator(seed, step)``, and the data stream is a pure
 resumed equals an uninterrupted run (CPU, ``trainer.deterministic``).  ``Objective.prepare`` runs
 once before the first step; its result lives in the objective's ``state_dict`` and a flag buffer
 marks it done, so a resumed run does not prepare again.
+
+Kills: ``last.ckpt`` is replaced atomically (a temporary file next to it, synced and renamed), and
+only once everything its step logs and writes is on disk (validation, callbacks' files, every
+``metrics.csv`` row); it records how many ``metrics.csv`` rows there were.  A run resumed from it
+cuts ``metrics.csv`` back to those rows and logs every later one again, so a run killed at any
+moment (SIGKILL included) and resumed ends with each row exactly once.
 
 Checkpoint safety: ``last.ckpt`` is resumed with ``torch.load(weights_only=True)`` (Lightning's
 ``fit(..., weights_only=True)``): it holds only tensors and primitive containers (no hyper-parameter
@@ -42,6 +48,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import yaml
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 
 from musiclens.errors import CheckpointError, ConfigError, TrainingError
 from musiclens.fsutil import MARKER_FILE, atomic_dir, atomic_write_json, atomic_write_text, check_out, mark_output
@@ -328,11 +338,9 @@ def _prepare_run_dir(run_dir: Path, text: str, *, overwrite: bool, resume: bool)
     atomic_write_text(cfg_path, text)
 
 
-def _make_logger(cfg: Mapping[str, Any], run_dir: Path, *, resume_step: int | None = None) -> Any:
-    """The run's logger.  The CSV logger writes every row as it is logged (a killed run loses at
-    most the step it was in); on resume, rows from the checkpoint's step on (the killed run's,
-    which the resumed run logs again) and a torn last line are dropped first, and the logger continues
-    the file with its header, so ``logs/metrics.csv`` holds every logged row exactly once."""
+def _make_logger(cfg: Mapping[str, Any], run_dir: Path) -> Any:
+    """The run's logger: ``logs/metrics.csv`` (:class:`MetricsCSV`, default), TensorBoard or none.
+    A resumed run's ``metrics.csv`` was cut back to its checkpoint's rows first (:func:`_resume_metrics`)."""
     kind = cfg["trainer"]["logger"]
     if kind == "none":
         return False
@@ -340,44 +348,232 @@ def _make_logger(cfg: Mapping[str, Any], run_dir: Path, *, resume_step: int | No
         from lightning.pytorch.loggers import TensorBoardLogger
 
         return TensorBoardLogger(save_dir=str(run_dir), name="logs", version="")
-    from lightning.pytorch.loggers import CSVLogger
-
-    path = run_dir / "logs" / "metrics.csv"
-    kept = _trim_metrics(path, resume_step) if resume_step is not None and _launched_rank() == 0 else None
-    csv_logger = CSVLogger(save_dir=str(run_dir), name="logs", version="", flush_logs_every_n_steps=1)
-    if kept is not None:
-        writer = csv_logger.experiment        # Lightning's writer deletes metrics.csv when it is made ...
-        header, text = kept
-        atomic_write_text(path, text)          # ... so the kept rows go back after it, and it continues them
-        writer.metrics_keys = list(header)
-    return csv_logger
+    return MetricsCSV(run_dir)
 
 
-def _trim_metrics(path: Path, step: int) -> tuple[list[str], str] | None:
-    """The header of ``path`` and its text with only the rows a run resumed at global step ``step``
-    does not log again (logged steps ``< step``); None without a file."""
+def _read_metrics(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a ``metrics.csv``, without a last line torn by a kill."""
     import csv
     import io
 
-    if not path.is_file():
-        return None
-    text = path.read_text()
+    text = path.read_text() if path.is_file() else ""
     if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]          # a line torn by the kill
+        text = text[: text.rfind("\n") + 1]
     reader = csv.DictReader(io.StringIO(text))
-    header = list(reader.fieldnames or [])
-    kept = []
-    for row in reader:
-        try:
-            if int(float(row.get("step") or "nan")) < step:   # Lightning logs step k for global step k + 1
-                kept.append(row)
-        except ValueError:
-            continue
+    rows = list(reader)
+    return list(reader.fieldnames or []), rows
+
+
+def _metrics_text(keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    import csv
+    import io
+
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(keys), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(kept)
-    return header, buf.getvalue()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _resume_metrics(path: Path, *, rows: int | None, before_step: int) -> None:
+    """Cut ``metrics.csv`` back to what a run resumed from a checkpoint does not log again: its
+    first ``rows`` rows (the count the checkpoint recorded when it was written), or, for a
+    checkpoint without that count, the rows logged at steps ``< before_step``."""
+    if not path.is_file():
+        return
+    header, old = _read_metrics(path)
+    if rows is not None:
+        kept = old[:rows]
+    else:
+        kept = []
+        for row in old:
+            try:
+                if int(float(row.get("step") or "nan")) < before_step:
+                    kept.append(row)
+            except ValueError:
+                continue
+    text = _metrics_text(header, kept)
+    if text != path.read_text():
+        atomic_write_text(path, text)
+
+
+class MetricsCSV(Logger):
+    """The CSV logger of a run: ``RUN_DIR/logs/metrics.csv``, in Lightning's CSV layout (a ``step``
+    column and one column per logged key, sorted; one row per ``log_metrics`` call).
+
+    Unlike Lightning's ``CSVLogger`` it keeps an existing file (a resumed run continues it), writes
+    each row to disk as it is logged (appended and flushed), and widens the header for a new key by
+    rewriting the file through a temporary file and a rename, never in place, so a killed run leaves
+    every row it logged and no half-written file.  :attr:`rows` counts the rows in the file; the
+    checkpoint records it (:class:`_LastCheckpoint`).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        super().__init__()
+        self._run_dir = Path(run_dir)
+        self.path = self._run_dir / "logs" / "metrics.csv"
+        self._keys: list[str] = []
+        #: rows in ``metrics.csv`` (on the process that writes it, rank 0)
+        self.rows = 0
+        if _launched_rank() == 0 and self.path.is_file():
+            self._keys, rows = _read_metrics(self.path)
+            self.rows = len(rows)
+
+    @property
+    def name(self) -> str:
+        return "logs"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def save_dir(self) -> str:
+        return str(self._run_dir)
+
+    @property
+    def log_dir(self) -> str:
+        return str(self.path.parent)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Nothing: the run's ``config.yaml`` holds its settings."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        import csv
+
+        row = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+        row["step"] = self.rows if step is None else int(step)
+        if not self.path.is_file() or any(k not in self._keys for k in row):
+            _, old = _read_metrics(self.path)
+            self._keys = sorted({*self._keys, *row})
+            atomic_write_text(self.path, _metrics_text(self._keys, [*old[: self.rows], row]))
+        else:
+            with open(self.path, "a", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=self._keys, lineterminator="\n").writerow(row)
+        self.rows += 1
+
+
+class _LastCheckpoint(Checkpoint):
+    """``checkpoints/last.ckpt`` every ``every`` optimizer steps, on disk only once its step is complete.
+
+    Lightning's ``ModelCheckpoint`` saves in ``on_train_batch_end``, before the step's row reaches
+    the logger and before the step's validation; a run resumed from that checkpoint does neither
+    again, so a kill between the save and them lost those rows for good.  Here the trainer state is
+    taken at that same point (the loop state Lightning knows how to resume from; Lightning runs
+    checkpoint callbacks after all others) and written when the next batch starts (:attr:`writer`,
+    the first callback) -- by then the step's rows, validation and other callbacks' outputs are on
+    disk.  The checkpoint records how many ``metrics.csv`` rows there are then, so a resumed run keeps
+    exactly those and logs every later one again.  The state holds the live tensors, which nothing
+    changes before the next optimizer step; they are serialised when written (by
+    :class:`_AtomicCheckpointIO`: a temporary file and a rename).  A state still pending when
+    training fails is dropped: ``last.ckpt`` stays the previous, complete step.
+    """
+
+    def __init__(self, path: Path, every: int, metrics: MetricsCSV | None) -> None:
+        self.path, self.every, self.metrics = Path(path), int(every), metrics
+        self._pending: dict[str, Any] | None = None
+        self._taken = -1
+        self.writer = _WritePendingCheckpoint(self)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        step = int(trainer.global_step)
+        if (not step or step % self.every or step == self._taken
+                or step >= int(trainer.max_steps)):   # the final state is saved after fit (train)
+            return
+        self._taken = step
+        self._pending = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+
+    def write_pending(self, trainer: pl.Trainer) -> None:
+        if self._pending is not None:
+            checkpoint, self._pending = self._pending, None
+            self._write(trainer, checkpoint)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.write_pending(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._pending = None
+
+    def save(self, trainer: pl.Trainer) -> None:
+        """Write the trainer's state now (after ``fit``)."""
+        self._pending = None
+        self._write(trainer, trainer._checkpoint_connector.dump_checkpoint(weights_only=False))
+
+    def _write(self, trainer: pl.Trainer, checkpoint: dict[str, Any]) -> None:
+        for lg in trainer.loggers:
+            lg.save()
+        if self.metrics is not None:
+            checkpoint["musiclens"] = {"metrics_rows": int(self.metrics.rows)}
+        trainer.strategy.save_checkpoint(checkpoint, str(self.path))
+        trainer.strategy.barrier("musiclens.last_checkpoint")
+
+
+class _WritePendingCheckpoint(pl.Callback):
+    """Writes :class:`_LastCheckpoint`'s pending state as a batch starts, before any other callback."""
+
+    def __init__(self, owner: _LastCheckpoint) -> None:
+        self.owner = owner
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self.owner.write_pending(trainer)
+
+
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to ``.<name>.<pid>.<random>.tmp`` next to the target, synced and renamed
+    over it: a kill at any moment leaves the previous checkpoint or the new one, whole.  (Lightning's
+    own writer goes through a temporary file in the system's temp folder and ``shutil.move``, which
+    copies into place when that folder is on another file system, and leaves the temporary file
+    behind when killed.)"""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        import contextlib
+        import os
+        import tempfile
+
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
+        from musiclens.fsutil import current_umask
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(OSError):
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+
+def _remove_dead_temporaries(folder: Path) -> None:
+    """Remove ``.<name>.<pid>.*.tmp`` checkpoint temporaries of processes that no longer run."""
+    import os
+
+    if not folder.is_dir():
+        return
+    for tmp in folder.glob(".*.*.*.tmp"):
+        pid = tmp.name[: -len(".tmp")].rsplit(".", 2)[1]   # .<name>.<pid>.<random>.tmp
+        if not pid.isdigit() or not tmp.is_file():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:   # alive, another user's
+            continue
 
 
 def export_backbone(objective: Objective, path: Path, *, step: int, cfg: Mapping[str, Any], config_sha256: str) -> Path:
@@ -549,11 +745,20 @@ def train(
 
     module = ObjectiveModule(objective_, optim=o, seed=int(cfg["seed"]),
                              prepare_batches=lambda: dm.stream(start=0))
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
+    start_step, kept_rows = 0, None
+    if _launched_rank() == 0:
+        _remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
+    if ckpt_path is not None:
+        start_step, kept_rows = _checkpoint_info(last)
+        logger.info("resuming %s from step %d", run_dir, start_step)
+        if _launched_rank() == 0:   # the rows logged after the checkpoint are logged again
+            _resume_metrics(run_dir / "logs" / "metrics.csv", rows=kept_rows, before_step=start_step)
+    elif _launched_rank() == 0 and (run_dir / "logs").is_dir():
+        shutil.rmtree(run_dir / "logs")   # a run killed before its first checkpoint: all of it is logged again
+    run_logger = _make_logger(cfg, run_dir)
     every_ckpt = int(t["checkpoint_every_n_steps"]) or int(o["max_steps"])
-    cbs: list[pl.Callback] = [ModelCheckpoint(dirpath=str(run_dir / CHECKPOINT_DIR), every_n_train_steps=every_ckpt,
-                                              save_last=True, save_top_k=0, save_on_train_epoch_end=False)]
+    ckpt_cb = _LastCheckpoint(last, every_ckpt, run_logger if isinstance(run_logger, MetricsCSV) else None)
+    cbs: list[pl.Callback] = [ckpt_cb.writer, ckpt_cb]
     if rsa_cb is not None:
         cbs.append(rsa_cb)
     if cfg["export"]["every_checkpoint"]:
@@ -566,10 +771,6 @@ def train(
     cbs += list(callbacks)
     val_every = int(t["val_every_n_steps"])
     has_val = bool(dm.val_refs) and val_every > 0
-    start_step = 0
-    if ckpt_path is not None:
-        start_step = _checkpoint_step(last)
-        logger.info("resuming %s from step %d", run_dir, start_step)
     pl.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     trainer = pl.Trainer(
         accelerator=_accelerator(t["accelerator"]), devices=t["devices"], num_nodes=t["num_nodes"],
@@ -577,7 +778,7 @@ def train(
         max_steps=int(o["max_steps"]), max_epochs=-1, accumulate_grad_batches=int(o["accumulate"]),
         gradient_clip_val=o["grad_clip"] or None, gradient_clip_algorithm="norm",
         log_every_n_steps=min(int(t["log_every_n_steps"]), int(o["max_steps"]) * int(o["accumulate"])),
-        logger=_make_logger(cfg, run_dir, resume_step=start_step if ckpt_path is not None else None), callbacks=cbs,
+        logger=run_logger, callbacks=cbs, plugins=[_AtomicCheckpointIO()],
         enable_progress_bar=bool(t["progress_bar"]) and not plain_progress, enable_model_summary=False, num_sanity_val_steps=0,
         val_check_interval=(val_every * int(o["accumulate"])) if has_val else None,
         check_val_every_n_epoch=None, limit_val_batches=1.0 if has_val else 0,
@@ -601,8 +802,7 @@ def train(
         atomic_write_json(manifest_path, manifest)
     with timer("fit"):
         try:
-            with warnings.catch_warnings():  # the CSV logger's "logs will be deleted": _make_logger restored them
-                warnings.filterwarnings("ignore", message="Experiment logs directory")
+            with warnings.catch_warnings():
                 # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; not ours to fix
                 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
                 trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
@@ -617,7 +817,7 @@ def train(
     finished = step >= int(o["max_steps"])
     exported: Path | None = None
     if finished:
-        trainer.save_checkpoint(str(last), weights_only=False)
+        ckpt_cb.save(trainer)
         if cfg["export"]["at_end"] and trainer.is_global_zero:
             with timer("export"):
                 exported = export_backbone(objective_, backbone_dir, step=step, cfg=cfg, config_sha256=sha)
@@ -641,15 +841,29 @@ def train(
                        metrics=metrics, seconds=time.perf_counter() - started)
 
 
-def _checkpoint_step(path: Path) -> int:
+def _checkpoint_info(path: Path) -> tuple[int, int | None]:
+    """``(global step, metrics.csv rows when it was written)`` of a checkpoint (rows ``None`` when it
+    does not say: not written by :class:`_LastCheckpoint`)."""
+    import pickle
+
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
+    except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path} cannot be loaded safely with torch.load(weights_only=True) ({type(err).__name__}: {err}); "
             "musiclens never unpickles checkpoints; start over with --no-resume (or a new --out)"
         ) from err
-    return int(ckpt.get("global_step", 0))
+    except Exception as err:   # truncated or otherwise damaged: musiclens writes checkpoints atomically
+        raise CheckpointError(
+            f"{path} is damaged and cannot be resumed ({type(err).__name__}: {err}); it was not written whole by "
+            "this version of musiclens (which replaces last.ckpt atomically); start over with --no-resume "
+            "(or a new --out)"
+        ) from err
+    if not isinstance(ckpt, dict) or "global_step" not in ckpt:
+        raise CheckpointError(f"{path} is not a Lightning training checkpoint (no global_step); start over with "
+                              "--no-resume (or a new --out)")
+    rows = (ckpt.get("musiclens") or {}).get("metrics_rows")
+    return int(ckpt["global_step"]), None if rows is None else int(rows)
 
 
 def _manifest_base(cfg: Mapping[str, Any], checked: Mapping[str, Any], objective: Objective, data_seed: int,
