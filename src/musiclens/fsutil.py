@@ -22,14 +22,15 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from musiclens.errors import StoreError
 
 __all__ = [
-    "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_dir", "current_umask",
+    "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_with", "atomic_dir",
+    "current_umask", "remove_dead_temporaries",
     "MARKER_FILE", "mark_output", "output_kind", "check_out",
 ]
 
@@ -57,19 +58,21 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename.
+def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(file)`` on ``.<name>.<pid>.<random>.tmp`` next to ``path``, sync, rename over ``path``.
 
-    The file gets the permissions an ordinary ``open(path, "w")`` would give (``0o666`` minus the
-    umask), not the owner-only mode of the temporary file, so a lab group can read the results.
+    A kill at any moment leaves the old file or the new one, whole (and at most a temporary file
+    that :func:`remove_dead_temporaries` clears).  The file gets the permissions an ordinary
+    ``open(path, "w")`` would give (``0o666`` minus the umask), not the owner-only mode of the
+    temporary file, so a lab group can read the results.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -79,6 +82,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write_with`)."""
+    return atomic_write_with(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -214,17 +222,27 @@ def check_out(path: str | os.PathLike[str], kind: str, *, overwrite: bool | None
     return path
 
 
-def _remove_orphans(path: Path) -> None:
-    """Remove the temporary siblings ``.<name>.<pid>.*.partial`` that :func:`atomic_dir` made for
-    ``path`` in processes that no longer run (killed before the rename)."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
-        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        if not pid.isdigit() or not tmp.is_dir():
+def remove_dead_temporaries(folder: str | os.PathLike[str], name: str | None = None) -> None:
+    """Remove the temporaries ``.<name>.<pid>.<random>.tmp`` (files, :func:`atomic_write_with`) and
+    ``.<name>.<pid>.<random>.partial`` (folders, :func:`atomic_dir`) in ``folder`` whose process no
+    longer runs (killed before its rename); ``name`` restricts it to one target's."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    pattern = f".{glob.escape(name)}.*" if name is not None else ".*.*.*"
+    for tmp in [*folder.glob(pattern + ".tmp"), *folder.glob(pattern + ".partial")]:
+        stem = tmp.name[: -len(tmp.suffix)]
+        parts = stem[len(name) + 2:].split(".") if name is not None else stem.rsplit(".", 2)[1:]
+        pid = parts[0] if parts else ""
+        if not pid.isdigit() or (tmp.suffix == ".partial") != tmp.is_dir():
             continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
         except PermissionError:   # alive, another user's
             continue
 
@@ -261,7 +279,7 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False, kind: s
             "choose another path or pass overwrite=True (--overwrite on the command line)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(path)
+    remove_dead_temporaries(path.parent, path.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())   # as mkdir would make it, not mkdtemp's owner-only 0o700

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from musiclens.errors import CheckpointError
-from musiclens.train.engine import MetricsCSV, _AtomicCheckpointIO, _remove_dead_temporaries, _resume_metrics, train
+from musiclens.fsutil import remove_dead_temporaries
+from musiclens.train.engine import MetricsCSV, _AtomicCheckpointIO, _resume_metrics, train
 from tests.train._engine_helpers import KillAt, Killed, corpora, one_thread, toy_config  # noqa: F401
 
 N = 6   # toy_config: 6 steps, validation and checkpoint every 3
@@ -114,7 +115,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch) -> None:
     live = path.parent / f".last.ckpt.{os.getpid()}.efgh.tmp"
     dead.write_bytes(b"x")
     live.write_bytes(b"x")
-    _remove_dead_temporaries(path.parent)
+    remove_dead_temporaries(path.parent)
     assert not dead.exists() and live.exists()
 
 

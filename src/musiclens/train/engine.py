@@ -54,7 +54,8 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from musiclens.errors import CheckpointError, ConfigError, TrainingError
-from musiclens.fsutil import MARKER_FILE, atomic_dir, atomic_write_json, atomic_write_text, check_out, mark_output
+from musiclens.fsutil import (MARKER_FILE, atomic_dir, atomic_write_json, atomic_write_text, atomic_write_with, check_out,
+                              mark_output, remove_dead_temporaries)
 from musiclens.provenance import Timer, environment, hash_bytes
 from musiclens.train.bar import evaluate_bar, resolve_bar
 from musiclens.train.base import Objective, step_generator
@@ -528,52 +529,9 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
     behind when killed.)"""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        import contextlib
-        import os
-        import tempfile
-
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
-        from musiclens.fsutil import current_umask
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o666 & ~current_umask())
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(checkpoint, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-
-def _remove_dead_temporaries(folder: Path) -> None:
-    """Remove ``.<name>.<pid>.*.tmp`` checkpoint temporaries of processes that no longer run."""
-    import os
-
-    if not folder.is_dir():
-        return
-    for tmp in folder.glob(".*.*.*.tmp"):
-        pid = tmp.name[: -len(".tmp")].rsplit(".", 2)[1]   # .<name>.<pid>.<random>.tmp
-        if not pid.isdigit() or not tmp.is_file():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except PermissionError:   # alive, another user's
-            continue
+        atomic_write_with(Path(path), lambda fh: torch.save(checkpoint, fh))
 
 
 def export_backbone(objective: Objective, path: Path, *, step: int, cfg: Mapping[str, Any], config_sha256: str) -> Path:
@@ -747,7 +705,7 @@ def train(
                              prepare_batches=lambda: dm.stream(start=0))
     start_step, kept_rows = 0, None
     if _launched_rank() == 0:
-        _remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
+        remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
     if ckpt_path is not None:
         start_step, kept_rows = _checkpoint_info(last)
         logger.info("resuming %s from step %d", run_dir, start_step)
