@@ -71,3 +71,10 @@ def test_impossible_sizes_are_a_clean_error(tmp_path, args) -> None:
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_allow_missing_weights_is_only_for_model_directories(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "musiclens", "extract", "-m", "cqt", "-s", str(tmp_path / "s"),
+                           "--allow-missing-weights", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "applies to a Hugging Face model directory" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()

@@ -47,6 +47,11 @@ def extract_command(
     from musiclens.extract import extract_to_store
 
     options = _parse_options(option)
+    if allow_missing_weights and not (Path(model).expanduser() / "config.json").is_file():
+        from musiclens.errors import ConfigError
+
+        raise ConfigError(f"--allow-missing-weights applies to a Hugging Face model directory (with config.json); "
+                          f"{model!r} is not one: drop the flag")
     if allow_missing_weights:
         options["allow_missing_weights"] = True   # part of the request: recorded in the store's manifest
     path = extract_to_store(
