@@ -14,7 +14,8 @@ import torch
 
 from musiclens.errors import CheckpointError
 from musiclens.fsutil import remove_dead_temporaries
-from musiclens.train.engine import MetricsCSV, _AtomicCheckpointIO, _resume_metrics, train
+from musiclens.train.checkpointing import MetricsCSV, _AtomicCheckpointIO, _resume_metrics
+from musiclens.train.engine import train
 from tests.train._engine_helpers import KillAt, Killed, corpora, one_thread, toy_config  # noqa: F401
 
 N = 6   # toy_config: 6 steps, validation and checkpoint every 3

@@ -389,11 +389,11 @@ class StimulusSet:
         meta = _read_table(folder / manifest.get("metadata_file", "metadata.parquet"))
         try:
             sr = int(manifest["sample_rate"])
-            if sr <= 0:
-                raise ValueError(sr)
         except (KeyError, TypeError, ValueError):
+            sr = 0
+        if sr <= 0:
             raise DatasetError(f"{mpath} has no valid 'sample_rate' (got {manifest.get('sample_rate')!r}); "
-                               "the set is corrupt or was edited by hand: save it again") from None
+                               "the set is corrupt or was edited by hand: save it again")
         clips: list[np.ndarray] = []
         problems: list[str] = []
         hashes = manifest.get("clip_hashes", {})

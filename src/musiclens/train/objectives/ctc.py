@@ -105,10 +105,10 @@ class CTCOptions:
     def __post_init__(self) -> None:
         self.vocabulary = tuple(str(v) for v in self.vocabulary)
         if not self.vocabulary:
-            raise ValueError("vocabulary is empty")
+            raise ConfigError("options.vocabulary is empty; list the CTC output symbols (phonemes)")
         dup = sorted({v for v in self.vocabulary if self.vocabulary.count(v) > 1})
         if dup:
-            raise ValueError(f"vocabulary lists {dup} more than once")
+            raise ConfigError(f"options.vocabulary lists {dup} more than once; list each symbol once")
 
 
 class CTCObjective(Objective):

@@ -86,12 +86,12 @@ class Wav2Vec2Options:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mask_prob <= 1.0:
-            raise ValueError(f"mask_prob must lie in (0, 1], got {self.mask_prob}")
+            raise ConfigError(f"options.mask_prob must lie in (0, 1], got {self.mask_prob}")
         if self.mask_length < 1 or self.min_masks < 0 or self.num_negatives < 1:
-            raise ValueError("mask_length and num_negatives must be >= 1 and min_masks >= 0")
+            raise ConfigError("options.mask_length and num_negatives must be >= 1 and min_masks >= 0")
         if min(self.num_codevector_groups, self.num_codevectors_per_group, self.codevector_dim,
                self.proj_codevector_dim) < 1:
-            raise ValueError("codebook sizes (groups, entries, codevector_dim, proj_codevector_dim) must be >= 1")
+            raise ConfigError("options: codebook sizes (groups, entries, codevector_dim, proj_codevector_dim) must be >= 1")
         if self.codevector_dim % self.num_codevector_groups:
             raise ValueError(f"codevector_dim {self.codevector_dim} must be divisible by num_codevector_groups "
                              f"{self.num_codevector_groups}")
