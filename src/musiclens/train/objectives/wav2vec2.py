@@ -93,17 +93,17 @@ class Wav2Vec2Options:
                self.proj_codevector_dim) < 1:
             raise ConfigError("options: codebook sizes (groups, entries, codevector_dim, proj_codevector_dim) must be >= 1")
         if self.codevector_dim % self.num_codevector_groups:
-            raise ValueError(f"codevector_dim {self.codevector_dim} must be divisible by num_codevector_groups "
+            raise ConfigError(f"options.codevector_dim {self.codevector_dim} must be divisible by num_codevector_groups "
                              f"{self.num_codevector_groups}")
         if self.contrastive_logits_temperature <= 0:
-            raise ValueError(f"contrastive_logits_temperature must be positive, got {self.contrastive_logits_temperature}")
+            raise ConfigError(f"options.contrastive_logits_temperature must be positive, got {self.contrastive_logits_temperature}")
         if not 0 < self.min_gumbel_temperature <= self.max_gumbel_temperature:
-            raise ValueError(f"need 0 < min_gumbel_temperature <= max_gumbel_temperature, got "
+            raise ConfigError(f"options: need 0 < min_gumbel_temperature <= max_gumbel_temperature, got "
                              f"{self.min_gumbel_temperature}, {self.max_gumbel_temperature}")
         if not 0 < self.gumbel_temperature_decay <= 1:
-            raise ValueError(f"gumbel_temperature_decay must lie in (0, 1], got {self.gumbel_temperature_decay}")
+            raise ConfigError(f"options.gumbel_temperature_decay must lie in (0, 1], got {self.gumbel_temperature_decay}")
         if self.diversity_loss_weight < 0 or not 0 <= self.feat_quantizer_dropout < 1:
-            raise ValueError("diversity_loss_weight must be >= 0 and feat_quantizer_dropout in [0, 1)")
+            raise ConfigError("options.diversity_loss_weight must be >= 0 and feat_quantizer_dropout in [0, 1)")
         if self.crop_s <= 0:
             raise ValueError(f"crop_s must be positive, got {self.crop_s}")
 
