@@ -105,7 +105,7 @@ class Wav2Vec2Options:
         if self.diversity_loss_weight < 0 or not 0 <= self.feat_quantizer_dropout < 1:
             raise ConfigError("options.diversity_loss_weight must be >= 0 and feat_quantizer_dropout in [0, 1)")
         if self.crop_s <= 0:
-            raise ValueError(f"crop_s must be positive, got {self.crop_s}")
+            raise ConfigError(f"options.crop_s must be positive, got {self.crop_s}")
 
 
 class Wav2Vec2Objective(Objective):
