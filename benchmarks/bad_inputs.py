@@ -1,21 +1,32 @@
 """Throw bad and edge inputs at every musiclens command and count how each one ends.
 
-Not a test: a measuring script, run before and after a change to count failure classes.
+Not a test: a measuring script, run before and after a change to count the failure classes.
 
-    python benchmarks/bad_inputs.py                       # the checkout this file is in
-    python benchmarks/bad_inputs.py --src /path/to/other  # another source tree (PYTHONPATH=<src>/src)
-    python benchmarks/bad_inputs.py --csv out.csv
+    python benchmarks/bad_inputs.py                          # the checkout this file is in
+    python benchmarks/bad_inputs.py --src /path/to/checkout  # another tree (PYTHONPATH=<src>/src)
+    python benchmarks/bad_inputs.py --csv out.csv --only rsa # write the table; run matching cases only
 
-Each case runs ``python -m musiclens ...`` in a subprocess and ends in exactly one class:
+It first builds small valid fixtures with the CLI under test (a 26-note stimulus set, feature
+stores, hand-made .npz files, a 4-piece corpus, a 2-step training run, a stimuli-only study run,
+NSynth/MAESTRO/MIDI/Hugging Face look-alikes), then damages copies of them, then runs every case
+as ``python -m musiclens ...`` in a subprocess (cwd: the temp folder) with a timeout.  Each case
+says what is correct - an error (``error``), success (``ok``), or either a clean refusal or
+success (``either``, legal edge inputs) - and ends in exactly one class:
 
-``clean_error``  exit 2 with an ``error:`` line and no traceback (what a bad input should get);
-``late_error``   a clean error, but only after work started (the output folder was written);
-``traceback``    a Python traceback, or another non-zero exit without an ``error:`` line;
-``silent``       exit 0 although the input was bad;
-``destroyed``    a file or folder musiclens did not write was changed or deleted, or code from a
-                 model or config file ran (overrides the other classes);
-``ok_expected``  exit 0 where success is right (legal edge inputs);
-``timeout``      still running after the limit.
+``clean_error``  exit 2 with a line starting ``error:`` (or the argument parser's usage error box)
+                 and no Python traceback - what a bad input should get;
+``traceback``    a Python traceback, any other non-zero exit without an ``error:`` line, or a
+                 failure (even a clean one) on an input that must succeed (``ok`` cases);
+``silent``       exit 0 although the input was bad, or a success whose output is wrong (NaN
+                 statistics, rows matched to the wrong stimuli);
+``destroyed``    a file or folder musiclens did not write (a foreign --out folder, any input
+                 named on the command line) was changed or deleted, or code from a model, pickle
+                 or YAML file ran (a marker file appeared) - checked after the run, overrides the rest;
+``ok_expected``  exit 0 where success is right;
+``timeout``      still running after ``--timeout`` seconds.
+
+The detail column holds the ``error:`` line, the last line of a traceback, or the symptom; a
+clean error that left files in its output folder says so there ("after writing ...").
 """
 
 from __future__ import annotations
@@ -26,36 +37,43 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parents[1]
+CLASSES = ("clean_error", "ok_expected", "traceback", "silent", "destroyed", "timeout")
+_EXC = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b")
+RO_OUT = Path("/sys/kernel/musiclens-bad-input")  # refuses mkdir even for root
 
 
 @dataclass
 class Case:
     name: str
     args: list[str]
-    expect: str = "error"                       # "error" or "ok"
-    protect: list[Path] = field(default_factory=list)
-    marker: Path | None = None                  # must not exist afterwards (code execution)
-    no_work: Path | None = None                 # must not exist (or stay empty) after an error
+    expect: str = "error"                       # "error", "ok" or "either"
+    protect: list[Path] = field(default_factory=list)   # must be unchanged afterwards (besides the inputs)
+    verify: Callable[[], str | None] | None = None     # after exit 0: a symptom string if the output is wrong
 
+
+# ----------------------------------------------------------------------------------------------- helpers
 
 def _snapshot(paths: list[Path]) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for root in paths:
         if root.is_file():
             out[str(root)] = hashlib.sha256(root.read_bytes()).hexdigest()
         elif root.is_dir():
+            out[str(root)] = "dir"
             for p in sorted(root.rglob("*")):
                 out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
         else:
@@ -63,47 +81,132 @@ def _snapshot(paths: list[Path]) -> dict[str, str]:
     return out
 
 
+def _diff(before: dict[str, str], after: dict[str, str]) -> str:
+    added = sorted(k for k in after if before.get(k, "absent") == "absent" and after[k] != "absent")
+    gone = sorted(k for k in before if before[k] != "absent" and after.get(k, "absent") == "absent")
+    changed = sorted(k for k in before if k in after and before[k] not in ("absent", after[k])
+                     and after[k] != "absent")
+    parts = []
+    for label, keys in (("deleted", gone), ("changed", changed), ("added", added)):
+        if keys:
+            names = ", ".join(Path(k).name for k in keys[:3]) + (" ..." if len(keys) > 3 else "")
+            parts.append(f"{label} {len(keys)}: {names}")
+    return "; ".join(parts)
+
+
+def _out_of(args: list[str]) -> str | None:
+    for i, a in enumerate(args[:-1]):
+        if a in ("--out", "-o"):
+            return args[i + 1]
+    return None
+
+
+def _lines(text: str) -> list[str]:
+    return [x.strip() for x in text.replace("\r", "\n").splitlines() if x.strip()]
+
+
+class Runner:
+    def __init__(self, python: str, src: Path, tmp: Path, timeout: float) -> None:
+        self.python = python
+        self.env = dict(os.environ, PYTHONPATH=str(src / "src"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                        PYTHONWARNINGS="ignore", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
+                        TRANSFORMERS_OFFLINE="1", COLUMNS="200")
+        self.tmp, self.timeout = tmp, timeout
+
+    def imported_from(self) -> str:
+        proc = subprocess.run([self.python, "-c", "import musiclens; print(musiclens.__file__)"],
+                              capture_output=True, text=True, env=self.env, cwd=self.tmp, timeout=120)
+        return proc.stdout.strip() or proc.stderr.strip()
+
+    def run(self, args: list[str]) -> tuple[subprocess.CompletedProcess | None, float]:
+        start = time.monotonic()
+        try:
+            proc = subprocess.run([self.python, "-m", "musiclens", *args], capture_output=True, text=True,
+                                  env=self.env, timeout=self.timeout, cwd=self.tmp, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            proc = None
+        return proc, time.monotonic() - start
+
+    def must(self, args: list[str], *, allow_fail: bool = False) -> bool:
+        proc, _ = self.run(args)
+        if proc is None or proc.returncode != 0:
+            msg = f"fixture command failed: musiclens {' '.join(args)}\n{proc.stderr[-1500:] if proc else 'timeout'}"
+            if allow_fail:
+                print("warning: " + msg.splitlines()[0], file=sys.stderr)
+                return False
+            raise SystemExit(msg)
+        return True
+
+
+def _yaml(path: Path, data: object) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def _foreign(path: Path) -> Path:
+    """A folder that musiclens did not make, holding someone's own files."""
     (path / "sub").mkdir(parents=True, exist_ok=True)
     (path / "rsa.csv").write_text("my own numbers\n")
+    (path / "config.yaml").write_text("mine: true\n")
     (path / "sub" / "notes.txt").write_text("keep me\n")
     return path
 
 
-class Runner:
-    def __init__(self, src: Path, tmp: Path, timeout: float) -> None:
-        self.env = dict(os.environ, PYTHONPATH=str(src / "src"), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-        self.tmp, self.timeout = tmp, timeout
-
-    def run(self, args: list[str]) -> subprocess.CompletedProcess | None:
-        try:
-            return subprocess.run([sys.executable, "-m", "musiclens", *args], capture_output=True, text=True,
-                                  env=self.env, timeout=self.timeout, cwd=self.tmp)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def must(self, args: list[str]) -> None:
-        proc = self.run(args)
-        if proc is None or proc.returncode != 0:
-            raise SystemExit(f"fixture command failed: {args}\n{proc.stderr[-2000:] if proc else 'timeout'}")
+def _meta_file(stim: Path) -> Path:
+    return next(p for p in stim.iterdir() if p.name.startswith("metadata."))
 
 
-def fixtures(r: Runner) -> dict[str, Path]:
+def _read_meta(stim: Path):  # noqa: ANN202
+    import pandas as pd
+
+    f = _meta_file(stim)
+    return pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
+
+
+def _write_meta(stim: Path, meta) -> None:  # noqa: ANN001
+    f = _meta_file(stim)
+    meta.to_parquet(f, index=False) if f.suffix == ".parquet" else meta.to_csv(f, index=False)
+
+
+def _edit_manifest(stim: Path, fn: Callable[[dict], None]) -> None:
+    m = json.loads((stim / "manifest.json").read_text())
+    fn(m)
+    (stim / "manifest.json").write_text(json.dumps(m, indent=1))
+
+
+def _unhash(m: dict) -> None:
+    """Drop the hashes, as a hand-edited set would (so the damage itself is what gets read)."""
+    m.pop("clip_hashes", None)
+    m.pop("content_hash", None)
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+
+def fixtures(r: Runner) -> dict[str, Path]:  # noqa: PLR0915
+    import soundfile as sf
+
     t = r.tmp
-    f: dict[str, Path] = {}
+    f: dict[str, Path] = {"pwned": t / "pwned.txt"}
+    pw = f["pwned"]
+    note = ["--grid", "quick", "--duration", "0.5", "--hold", "0.3"]
+    # stimulus sets: the brief's 26-note set, a 25-note one-instrument set, a 2-note set
     f["stim"] = t / "stim"
-    r.must(["stimuli", "notes", "--out", str(f["stim"]), "--grid", "quick", "--instruments", "flute,0",
-            "--midi", "60-72", "--duration", "0.5", "--hold", "0.3"])
+    r.must(["stimuli", "notes", "--out", str(f["stim"]), "--instruments", "flute,0", "--midi", "60-72", *note])
     f["stim1"] = t / "stim1"
-    r.must(["stimuli", "notes", "--out", str(f["stim1"]), "--grid", "quick", "--instruments", "flute",
-            "--midi", "60-84", "--duration", "0.5", "--hold", "0.3"])
-    f["store1"] = t / "store1"
-    r.must(["extract", "-m", "mfcc", "-s", str(f["stim1"]), "--out", str(f["store1"])])
+    r.must(["stimuli", "notes", "--out", str(f["stim1"]), "--instruments", "flute", "--midi", "60-84", *note])
+    f["stim2"] = t / "stim2"
+    r.must(["stimuli", "notes", "--out", str(f["stim2"]), "--instruments", "flute", "--midi", "60,72", *note])
     f["store"] = t / "store"
     r.must(["extract", "-m", "mfcc", "-s", str(f["stim"]), "--out", str(f["store"])])
-    meta = __import__("pandas").read_parquet(next(f["stim"].glob("metadata.*"))) if any(
-        f["stim"].glob("metadata.parquet")) else __import__("pandas").read_csv(f["stim"] / "metadata.csv")
-    ids = meta["stimulus_id"].astype(str).to_numpy()
+    f["store1"] = t / "store1"
+    r.must(["extract", "-m", "mfcc", "-s", str(f["stim1"]), "--out", str(f["store1"])])
+    f["store2"] = t / "store2"
+    r.must(["extract", "-m", "mfcc", "-s", str(f["stim2"]), "--out", str(f["store2"])])
+    # hand-made .npz activations
+    meta = _read_meta(f["stim"])
+    ids = meta["stimulus_id"].astype(str).to_numpy().astype("U")   # a unicode array: loads without pickle
     rng = np.random.default_rng(0)
     acts = {"layer_00": rng.normal(size=(len(ids), 8)), "layer_01": rng.normal(size=(len(ids), 8))}
     np.savez(t / "ids.npz", stimulus_id=ids, **acts)
@@ -111,27 +214,144 @@ def fixtures(r: Runner) -> dict[str, Path]:
     nan = {k: v.copy() for k, v in acts.items()}
     nan["layer_01"][3, 2] = np.nan
     np.savez(t / "nan.npz", stimulus_id=ids, **nan)
+    inf = {k: v.copy() for k, v in acts.items()}
+    inf["layer_00"][0, 0] = np.inf
+    np.savez(t / "inf.npz", stimulus_id=ids, **inf)
     perm = rng.permutation(len(ids))
     np.savez(t / "shuffled.npz", stimulus_id=ids[perm], **{k: v[perm] for k, v in acts.items()})
+    np.savez(t / "shuffled_no_ids.npz", **{k: v[perm] for k, v in acts.items()})
     np.savez(t / "short.npz", stimulus_id=ids[:-2], **{k: v[:-2] for k, v in acts.items()})
-    np.savez(t / "empty.npz", stimulus_id=ids)
-    # damaged stimulus sets
-    for name in ("corrupt_wav", "no_ids_meta", "no_rate"):
-        shutil.copytree(f["stim"], t / name)
-    wav = sorted((t / "corrupt_wav" / "audio").glob("*.wav"))[0]
-    wav.write_bytes(b"RIFF....garbage")
-    mfile = next(p for p in (t / "no_ids_meta").iterdir() if p.name.startswith("metadata."))
-    if mfile.suffix == ".parquet":
-        import pandas as pd
+    np.savez(t / "short_no_ids.npz", **{k: v[:-2] for k, v in acts.items()})
+    wrong = ids.copy()
+    wrong[:5] = np.array([f"nosuch-{i}" for i in range(5)])
+    np.savez(t / "wrong_ids.npz", stimulus_id=wrong, **acts)
+    dup = ids.copy()
+    dup[1] = dup[0]
+    np.savez(t / "dup_ids.npz", stimulus_id=dup, **acts)
+    np.savez(t / "int_ids.npz", stimulus_id=np.arange(len(ids)), **acts)
+    np.savez(t / "ids_only.npz", stimulus_id=ids)
+    np.savez(t / "ragged.npz", stimulus_id=ids, layer_00=acts["layer_00"], layer_01=acts["layer_01"][:-1])
+    np.savez(t / "vector.npz", stimulus_id=ids, layer_00=acts["layer_00"][:, 0])
+    np.savez(t / "const.npz", stimulus_id=ids, layer_00=np.ones((len(ids), 8)))
+    np.savez(t / "strings.npz", stimulus_id=ids, layer_00=np.array([["a"] * 8] * len(ids)))
+    with open(t / "pickled.npz", "wb") as fh:  # an .npz whose layer is an object array (pickle inside)
+        np.savez(fh, stimulus_id=ids, layer_00=np.array([{"x": 1}] * len(ids), dtype=object))
+    (t / "garbage.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    (t / "empty_file.npz").write_bytes(b"")
+    # damaged copies of the stimulus set
+    stim = f["stim"]
+    wavs = sorted((stim / "audio").glob("*.wav"))
 
-        pd.read_parquet(mfile).drop(columns=["stimulus_id"]).to_parquet(mfile, index=False)
-    else:
-        import pandas as pd
+    def copy(name: str) -> Path:
+        shutil.copytree(stim, t / name)
+        return t / name
 
-        pd.read_csv(mfile).drop(columns=["stimulus_id"]).to_csv(mfile, index=False)
-    m = json.loads((t / "no_rate" / "manifest.json").read_text())
-    m.pop("sample_rate")
-    (t / "no_rate" / "manifest.json").write_text(json.dumps(m))
+    (copy("st_corrupt_wav") / "audio" / wavs[0].name).write_bytes(b"RIFF....garbage")
+    (copy("st_empty_wav") / "audio" / wavs[0].name).write_bytes(b"")
+    (copy("st_missing_wav") / "audio" / wavs[0].name).unlink()
+    d = copy("st_no_ids")
+    _write_meta(d, _read_meta(d).drop(columns=["stimulus_id"]))
+    d = copy("st_dup_ids")
+    m2 = _read_meta(d)
+    m2.loc[1, "stimulus_id"] = m2.loc[0, "stimulus_id"]
+    _write_meta(d, m2)
+    _edit_manifest(d, _unhash)
+    _edit_manifest(copy("st_no_rate"), lambda m: m.pop("sample_rate"))
+    _edit_manifest(copy("st_rate_zero"), lambda m: m.update(sample_rate=0))
+    _edit_manifest(copy("st_rate_str"), lambda m: m.update(sample_rate="sixteen k"))
+    _edit_manifest(copy("st_wrong_rate"), lambda m: m.update(sample_rate=44100))      # files are 16 kHz
+    (copy("st_bad_manifest") / "manifest.json").write_text("{ not json")
+    _meta_file(copy("st_bad_meta")).write_bytes(b"PAR1 garbage garbage")
+    d = copy("st_no_midi")
+    _write_meta(d, _read_meta(d).drop(columns=["midi"]))
+    _edit_manifest(d, _unhash)
+    d = copy("st_nan_audio")
+    sf.write(d / "audio" / wavs[3].name, np.full(8000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    _edit_manifest(d, _unhash)
+    d = copy("st_stereo")
+    x, sr = sf.read(wavs[2])
+    sf.write(d / "audio" / wavs[2].name, np.stack([x, x], axis=1), sr)
+    _edit_manifest(d, _unhash)
+    d = copy("st_silent")      # legal: one clip of digital silence
+    sf.write(d / "audio" / wavs[4].name, np.zeros_like(sf.read(wavs[4])[0]), 16000)
+    _edit_manifest(d, _unhash)
+    f["store_silent"] = t / "store_silent"
+    r.must(["extract", "-m", "mfcc", "-s", str(d), "--out", str(f["store_silent"])], allow_fail=True)
+    d = copy("st_22k")         # one clip at another rate than the set's
+    x, sr = sf.read(wavs[5])
+    import soxr
+
+    sf.write(d / "audio" / wavs[5].name, soxr.resample(x, sr, 22050), 22050)
+    _edit_manifest(d, _unhash)
+    f["stim_8k"] = t / "stim_8k"
+    r.must(["stimuli", "notes", "--out", str(f["stim_8k"]), "--instruments", "flute,0", "--midi", "60-72",
+            "--sample-rate", "8000", *note])
+    # a tiny corpus and damaged copies
+    f["corpus"] = t / "corpus"
+    r.must(["corpus", "music", "--out", str(f["corpus"]), "--n", "4", "--duration", "4", "--pieces-per-shard", "2"])
+    shutil.copytree(f["corpus"], t / "co_bad_shard")
+    next((t / "co_bad_shard" / "shards").glob("*.npy")).write_bytes(b"\x93NUMPY garbage")
+    shutil.copytree(f["corpus"], t / "co_no_json")
+    (t / "co_no_json" / "corpus.json").unlink()
+    shutil.copytree(f["corpus"], t / "co_bad_json")
+    (t / "co_bad_json" / "corpus.json").write_text("[1, 2")
+    shutil.copytree(f["corpus"], t / "co_no_shards")
+    shutil.rmtree(t / "co_no_shards" / "shards")
+    # training: a valid tiny config, its run (backbone + checkpoint) and broken configs
+    good = {"objective": "ntxent",
+            "model": {"family": "vit1d", "config": {"dim": 32, "depth": 2, "heads": 2, "max_frames": 64}},
+            "data": {"train": [str(f["corpus"])], "val": 0.5, "batch_size": 2, "crop_s": 1.0, "num_workers": 0,
+                     "val_max_items": 2},
+            "optim": {"lr": 1e-3, "max_steps": 2, "warmup_steps": 1},
+            "trainer": {"accelerator": "cpu", "devices": 1, "log_every_n_steps": 1, "val_every_n_steps": 2,
+                        "checkpoint_every_n_steps": 2, "progress_bar": False},
+            "seed": 0}
+    f["train_cfg"] = _yaml(t / "train_ok.yaml", good)
+
+    def tcfg(name: str, **patch: object) -> None:
+        c = json.loads(json.dumps(good))
+        for key, val in patch.items():
+            sec, _, sub = key.partition("__")
+            if sub:
+                c[sec][sub] = val
+            elif val is None:
+                c.pop(sec, None)
+            else:
+                c[sec] = val
+        _yaml(t / f"tc_{name}.yaml", c)
+
+    tcfg("unknown_key", optimm={"lr": 0.1})
+    tcfg("lr_str", optim__lr="fast")
+    tcfg("neg_steps", optim__max_steps=-1)
+    tcfg("val_big", data__val=1.5)
+    tcfg("no_corpus", data__train=["/nonexistent/corpus"])
+    tcfg("stim_as_corpus", data__train=[str(f["stim"])])
+    tcfg("bad_corpus", data__train=[str(t / "co_bad_shard")])
+    tcfg("family", model={"family": "nosuchfamily", "config": {}})
+    tcfg("crop_long", data__crop_s=60.0,           # longer than every 4 s piece (frames fit the model)
+         model={"family": "vit1d", "config": {"dim": 32, "depth": 2, "heads": 2, "max_frames": 4096}})
+    tcfg("val_one", data__val=0.25)                # one validation piece: NT-Xent needs two
+    (t / "tc_tag.yaml").write_text(f"objective: ntxent\nseed: !!python/object/apply:os.system ['touch {pw}']\n")
+    f["trainrun"] = t / "trainrun"
+    ok = r.must(["train", "ntxent", "--config", str(f["train_cfg"]), "--out", str(f["trainrun"])], allow_fail=True)
+    f["backbone"] = f["trainrun"] / "backbone" if ok else t / "missing-backbone"
+    if ok:   # a run directory whose last.ckpt was replaced by a malicious pickle (resume must not run it)
+        shutil.copytree(f["trainrun"], t / "trainrun_evil")
+        for ck in (t / "trainrun_evil" / "checkpoints").glob("*.ckpt"):
+            _evil_pickle(ck, pw)
+        mf = t / "trainrun_evil" / "manifest.json"   # as if killed before the end: resuming loads last.ckpt
+        if mf.is_file():
+            mf.write_text(json.dumps({**json.loads(mf.read_text()), "finished": False}))
+        shutil.copytree(f["backbone"], t / "ckpt_evil")   # a musiclens checkpoint whose weights are a pickle
+        (t / "ckpt_evil" / "model.safetensors").unlink()
+        _evil_pickle(t / "ckpt_evil" / "model.pt", pw)
+        shutil.copytree(f["backbone"], t / "ckpt_trunc")
+        w = t / "ckpt_trunc" / "model.safetensors"
+        w.write_bytes(w.read_bytes()[:200])
+        shutil.copytree(f["backbone"], t / "ckpt_family")
+        cj = json.loads((t / "ckpt_family" / "config.json").read_text())
+        cj["family"] = "nosuchfamily"
+        (t / "ckpt_family" / "config.json").write_text(json.dumps(cj))
     # Hugging Face directories
     import torch
     from safetensors.torch import load_file, save_file
@@ -141,201 +361,642 @@ def fixtures(r: Runner) -> dict[str, Path]:
     cfg = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
                          conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
                          num_conv_pos_embedding_groups=2, do_stable_layer_norm=True, feat_extract_norm="layer")
-    Wav2Vec2Model(cfg).save_pretrained(t / "hf_missing")
+    Wav2Vec2Model(cfg).save_pretrained(t / "hf_ok")
+    shutil.copytree(t / "hf_ok", t / "hf_missing")
     state = load_file(t / "hf_missing" / "model.safetensors")
     save_file({k: v for k, v in state.items() if "layers.1.attention.k_proj" not in k},
               t / "hf_missing" / "model.safetensors", metadata={"format": "pt"})
-    Wav2Vec2Model(cfg).save_pretrained(t / "hf_pickle")
+    shutil.copytree(t / "hf_ok", t / "hf_pickle")
     (t / "hf_pickle" / "model.safetensors").unlink()
-    f["pwned"] = t / "pwned.txt"
+    _evil_pickle(t / "hf_pickle" / "pytorch_model.bin", pw)
+    shutil.copytree(t / "hf_ok", t / "hf_noweights")
+    (t / "hf_noweights" / "model.safetensors").unlink()
+    shutil.copytree(t / "hf_ok", t / "hf_badconfig")
+    (t / "hf_badconfig" / "config.json").write_text("{ nope")
+    (t / "evil.pt").write_bytes((t / "hf_pickle" / "pytorch_model.bin").read_bytes())
+    # studies
+    base = {"study": {"name": "bad"},
+            "stimuli": {"grid": "quick", "instruments": ["flute", "acoustic_grand_piano"], "midi": list(range(60, 85)),
+                        "duration_s": 0.5, "hold_s": 0.3},
+            "networks": {"mfcc": {"model": "mfcc"}},
+            "rsa": {"n_permutations": 20, "n_bootstraps": 20},
+            "steps": {"run": ["stimuli", "extract", "rsa"]}}
 
-    class Payload:
-        def __reduce__(self):  # noqa: ANN204
-            return (os.system, (f"touch {f['pwned']}",))
-
-    with open(t / "hf_pickle" / "pytorch_model.bin", "wb") as fh:
-        pickle.dump({"w": Payload()}, fh)
-    # configs and studies
-    (t / "tag.yaml").write_text(f"objective: ntxent\nseed: !!python/object/apply:os.system ['touch {f['pwned']}']\n")
-    (t / "unknown_key.yaml").write_text("objective: ntxent\noptimm: {lr: 0.1}\n")
-    (t / "neg.yaml").write_text("objective: ntxent\noptim: {max_steps: -1}\ndata: {train: [nowhere]}\n")
-    (t / "nodata.yaml").write_text("objective: ntxent\ndata: {train: [/nonexistent/corpus]}\n")
-    base = {"study": {"name": "bad"}, "stimuli": {"grid": "quick", "instruments": ["flute"], "midi": [60, 61, 72]},
-            "networks": {"mfcc": {"model": "mfcc"}}, "steps": {"run": ["stimuli", "extract", "rsa"]}}
-
-    def study(name: str, **patch: dict) -> None:  # noqa: ANN003
-        import yaml
-
+    def study(name: str, drop: tuple[str, ...] = (), **patch: object) -> Path:
         s = json.loads(json.dumps(base))
-        for sec, val in patch.items():
-            s.setdefault(sec, {}).update(val)
-        (t / f"{name}.yaml").write_text(yaml.safe_dump(s))
+        for sec in drop:
+            s.pop(sec, None)
+        for key, val in patch.items():
+            sec, _, sub = key.partition("__")
+            if sub:
+                s.setdefault(sec, {})[sub] = val
+            else:
+                s[sec] = val
+        return _yaml(t / f"sy_{name}.yaml", s)
 
-    study("many", rsa={"n_permutations": "many"})
+    study("ok")
+    study("ok_13", stimuli__midi=list(range(60, 73)))     # one octave + 1: bootstraps hit constant RDMs
+    study("stimonly", steps={"run": ["stimuli", "summary"]}, drop=("rsa",))
+    study("many", rsa__n_permutations="many")
+    study("negcount", rsa__n_bootstraps=-5)
     study("badnet", networks={"mfcc": {"model": "no-such-net"}})
-    study("badrdm", rsa={"models": ["pitch_height", "chromaa"]})
-    study("negcount", rsa={"n_bootstraps": -5})
+    study("badrdm", rsa__models=["pitch_height", "chromaa"])
+    study("rsa_key", rsa__n_permutation=10)
+    study("top_key", analysis={"x": 1})
+    study("net_key", networks={"mfcc": {"model": "mfcc", "layerz": [0]}})
+    study("badstep", steps={"run": ["stimuli", "extrakt"]})
+    study("distance", rsa__distance="manhattan")
+    study("midi_str", stimuli__midi="60-abc")
+    study("one_note", stimuli__midi=[60], stimuli__instruments=["flute"])
+    study("instr", stimuli__instruments=["kazoo"])
+    study("no_nets", networks={})
+    study("rate_neg", stimuli__sample_rate=-16000)
+    study("dur_str", stimuli__duration_s="long")
     study("badcorpus", corpora={"c": {"kind": "music", "n": -1}}, steps={"run": ["corpora", "stimuli"]})
-    (t / "tagstudy.yaml").write_text(f"study: !!python/object/apply:os.system ['touch {f['pwned']}']\n")
+    study("trained_missing", networks={"x": {"trained": "nosuch"}})
+    study("alpha", rsa__alpha=5)
+    (t / "sy_syntax.yaml").write_text("study: {name: x\nsteps: [\n")
+    (t / "sy_empty.yaml").write_text("")
+    (t / "sy_list.yaml").write_text("- stimuli\n- rsa\n")
+    (t / "sy_tag.yaml").write_text(f"study: !!python/object/apply:os.system ['touch {pw}']\n")
+    f["studyrun"] = t / "studyrun"
+    r.must(["run", str(t / "sy_stimonly.yaml"), "--out", str(f["studyrun"])], allow_fail=True)
+    if f["studyrun"].is_dir():
+        shutil.copytree(f["studyrun"], t / "studyrun_tag")
+        (t / "studyrun_tag" / "config.yaml").write_text(
+            f"study: !!python/object/apply:os.system ['touch {pw}']\n")
+    # NSynth look-alikes
+    ns = t / "nsynth" / "nsynth-valid"
+    (ns / "audio").mkdir(parents=True)
+    examples = {}
+    for k, inst in enumerate(["flute_acoustic_000", "flute_acoustic_001"]):
+        for pitch in (60, 61, 62):
+            ns_str = f"{inst}-{pitch:03d}-100"
+            examples[ns_str] = {"note": 100 * k + pitch, "note_str": ns_str, "instrument": k, "instrument_str": inst,
+                                "pitch": pitch, "velocity": 100, "sample_rate": 16000, "qualities": [0] * 10,
+                                "qualities_str": [], "instrument_family": 2, "instrument_family_str": "flute",
+                                "instrument_source": 0, "instrument_source_str": "acoustic"}
+            tt = np.arange(8000) / 16000
+            sf.write(ns / "audio" / f"{ns_str}.wav", 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((pitch - 69) / 12) * tt),
+                     16000, subtype="PCM_16")
+    (ns / "examples.json").write_text(json.dumps(examples))
+    for name in ("nsynth_badjson", "nsynth_missing_wav", "nsynth_fields", "nsynth_rate"):
+        shutil.copytree(t / "nsynth", t / name)
+    (t / "nsynth_badjson" / "nsynth-valid" / "examples.json").write_text("{oops")
+    next((t / "nsynth_missing_wav" / "nsynth-valid" / "audio").glob("*.wav")).unlink()
+    (t / "nsynth_fields" / "nsynth-valid" / "examples.json").write_text(json.dumps({"a": {"pitch": 60}}))
+    w0 = sorted((t / "nsynth_rate" / "nsynth-valid" / "audio").glob("*.wav"))[0]
+    sf.write(w0, np.zeros(4000), 8000)
+    # MIDI and MAESTRO look-alikes
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=0)
+    for i, p in enumerate((60, 64, 67, 72)):
+        inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=0.4 * i, end=0.4 * i + 0.35))
+    pm.instruments.append(inst)
+    (t / "midi_ok").mkdir()
+    pm.write(str(t / "midi_ok" / "tune.mid"))
+    pretty_midi.PrettyMIDI().write(str(t / "no_notes.mid"))
     (t / "bad.mid").write_bytes(b"MThd not really midi")
+    (t / "maestro_csv").mkdir()
+    (t / "maestro_csv" / "maestro-v3.0.0.csv").write_text(
+        "canonical_composer,canonical_title,split,year,midi_filename,audio_filename,duration\n"
+        "X,Y,train,2018,2018/a.midi,2018/a.wav,10.0\n")
+    (t / "maestro_badcsv").mkdir()
+    (t / "maestro_badcsv" / "maestro-v3.0.0.csv").write_text("this,is\nnot,maestro\n")
+    # misc
     (t / "emptydir").mkdir()
     (t / "a_file.txt").write_text("not a folder\n")
+    (t / "bad.sf2").write_bytes(b"RIFF not a soundfont")
     return f
 
 
-def cases(t: Path, f: dict[str, Path]) -> list[Case]:
-    stim, store, pw = str(f["stim"]), str(f["store"]), f["pwned"]
-    fr = lambda n: _foreign(t / f"foreign_{n}")  # noqa: E731
-    a_file = t / "a_file.txt"
-    ro = "/sys/kernel/musiclens-bad-input"
-    out = lambda n: str(t / f"out_{n}")  # noqa: E731
-    c = [
-        # stimuli
-        Case("notes midi 60-abc", ["stimuli", "notes", "--midi", "60-abc", "--out", out(1)]),
-        Case("notes velocities loud", ["stimuli", "notes", "--velocities", "loud", "--out", out(2)]),
-        Case("notes unknown instrument", ["stimuli", "notes", "--instruments", "kazoo", "--midi", "60", "--out", out(3)]),
-        Case("notes negative duration", ["stimuli", "notes", "--midi", "60", "--duration", "-1", "--out", out(4)]),
-        Case("notes sample rate 0", ["stimuli", "notes", "--midi", "60", "--sample-rate", "0", "--out", out(5)]),
-        Case("notes unknown grid", ["stimuli", "notes", "--grid", "nosuch", "--out", out(6)]),
-        Case("notes midi out of range", ["stimuli", "notes", "--instruments", "flute", "--midi", "20", "--out", out(7)]),
-        Case("notes out is a file", ["stimuli", "notes", "--midi", "60", "--out", str(a_file)], protect=[a_file]),
-        Case("notes out foreign", ["stimuli", "notes", "--midi", "60", "--out", str(fr(1))], protect=[t / "foreign_1"]),
-        Case("notes out foreign overwrite", ["stimuli", "notes", "--midi", "60", "--overwrite", "--out", str(fr(2))],
-             protect=[t / "foreign_2"]),
-        Case("notes out read-only", ["stimuli", "notes", "--midi", "60", "--out", ro]),
-        Case("nsynth missing root", ["stimuli", "nsynth", str(t / "nope"), "--out", out(8)]),
-        Case("nsynth empty root", ["stimuli", "nsynth", str(t / "emptydir"), "--out", out(9)]),
-        # extract
-        Case("extract unknown model", ["extract", "-m", "nosuch", "-s", stim, "--out", out(10)]),
-        Case("extract missing stimuli", ["extract", "-m", "mfcc", "-s", str(t / "nope"), "--out", out(11)]),
-        Case("extract out foreign", ["extract", "-m", "mfcc", "-s", stim, "--out", str(fr(3))], protect=[t / "foreign_3"]),
-        Case("extract out foreign overwrite", ["extract", "-m", "mfcc", "-s", stim, "--overwrite", "--out", str(fr(4))],
-             protect=[t / "foreign_4"]),
-        Case("extract out is a file", ["extract", "-m", "mfcc", "-s", stim, "--out", str(a_file)], protect=[a_file]),
-        Case("extract out read-only", ["extract", "-m", "mfcc", "-s", stim, "--out", ro]),
-        Case("extract bad pooling", ["extract", "-m", "mfcc", "-s", stim, "--pooling", "weird", "--out", out(12)]),
-        Case("extract bad layer", ["extract", "-m", "mfcc", "-s", stim, "--layers", "99", "--out", out(13)]),
-        Case("extract corrupt wav", ["extract", "-m", "mfcc", "-s", str(t / "corrupt_wav"), "--out", out(14)]),
-        Case("extract manifest without sample_rate", ["extract", "-m", "mfcc", "-s", str(t / "no_rate"), "--out", out(15)]),
-        Case("extract metadata without stimulus_id", ["extract", "-m", "mfcc", "-s", str(t / "no_ids_meta"), "--out", out(16)]),
-        Case("extract batch size 0", ["extract", "-m", "mfcc", "-s", stim, "--batch-size", "0", "--out", out(17)]),
-        Case("extract HF missing tensors", ["extract", "-m", str(t / "hf_missing"), "-s", stim, "--out", out(18)]),
-        Case("extract HF malicious pickle", ["extract", "-m", str(t / "hf_pickle"), "-s", stim, "--out", out(19)],
-             marker=pw),
-        # rsa
-        Case("rsa npz without ids", ["rsa", "-a", str(t / "no_ids.npz"), "-s", stim, "--out", out(20)]),
-        Case("rsa npz with NaN", ["rsa", "-a", str(t / "nan.npz"), "-s", stim, "--out", out(21)]),
-        Case("rsa shuffled rows with ids", ["rsa", "-a", str(t / "shuffled.npz"), "-s", stim, "--out", out(22)]),
-        Case("rsa too few rows", ["rsa", "-a", str(t / "short.npz"), "-s", stim, "--out", out(23)]),
-        Case("rsa npz with no layers", ["rsa", "-a", str(t / "empty.npz"), "-s", stim, "--out", out(24)]),
-        Case("rsa misspelt model RDM", ["rsa", "-a", store, "-s", stim, "--models", "chromaa", "--out", out(25)]),
-        Case("rsa unknown method", ["rsa", "-a", store, "-s", stim, "--method", "nosuch", "--out", out(26)]),
-        Case("rsa negative permutations", ["rsa", "-a", store, "-s", stim, "--permutations", "-5", "--out", out(27)]),
-        Case("rsa bad bootstrap-over", ["rsa", "-a", store, "-s", stim, "--bootstrap-over", "nope", "--out", out(28)]),
-        Case("rsa out foreign", ["rsa", "-a", store, "-s", stim, "--out", str(fr(5))], protect=[t / "foreign_5"]),
-        Case("rsa out is a file", ["rsa", "-a", store, "-s", stim, "--out", str(a_file)], protect=[a_file]),
-        Case("rsa out read-only", ["rsa", "-a", store, "-s", stim, "--out", ro]),
-        Case("rsa metadata without stimulus_id", ["rsa", "-a", store, "-s", str(t / "no_ids_meta"), "--out", out(29)]),
-        Case("rsa missing activations", ["rsa", "-a", str(t / "nope.npz"), "-s", stim, "--out", out(30)]),
-        Case("rsa one subject, permutation test", ["rsa", "-a", str(f["store1"]), "-s", str(f["stim1"]), "--test",
-                                                   "permutation", "--permutations", "50", "--bootstraps", "20",
-                                                   "--bootstrap-over", "pitches", "--out", out(31)], expect="ok"),
-        # train
-        Case("train missing config", ["train", "ntxent", "--config", str(t / "nope.yaml"), "--out", out(32)]),
-        Case("train config with python tag", ["train", "ntxent", "--config", str(t / "tag.yaml"), "--out", out(33)],
-             marker=pw),
-        Case("train config unknown key", ["train", "ntxent", "--config", str(t / "unknown_key.yaml"), "--out", out(34)]),
-        Case("train negative max_steps", ["train", "ntxent", "--config", str(t / "neg.yaml"), "--out", out(35)]),
-        Case("train missing corpus", ["train", "ntxent", "--config", str(t / "nodata.yaml"), "--out", out(36)]),
-        Case("train unknown objective", ["train", "nosuch", "--config", str(t / "nodata.yaml"), "--out", out(37)]),
-        Case("train out foreign", ["train", "ntxent", "--config", str(t / "nodata.yaml"), "--out", str(fr(6))],
-             protect=[t / "foreign_6"]),
-        Case("train out is a file", ["train", "ntxent", "--config", str(t / "nodata.yaml"), "--out", str(a_file)],
-             protect=[a_file]),
-        # studies
-        Case("run n_permutations: many", ["run", str(t / "many.yaml"), "--out", out(38)], no_work=t / "out_38"),
-        Case("run unknown network model", ["run", str(t / "badnet.yaml"), "--out", out(39)], no_work=t / "out_39"),
-        Case("run misspelt model RDM", ["run", str(t / "badrdm.yaml"), "--out", out(40)], no_work=t / "out_40"),
-        Case("run negative count", ["run", str(t / "negcount.yaml"), "--out", out(41)], no_work=t / "out_41"),
-        Case("run negative corpus size", ["run", str(t / "badcorpus.yaml"), "--out", out(42)], no_work=t / "out_42"),
-        Case("run study with python tag", ["run", str(t / "tagstudy.yaml"), "--out", out(43)], marker=pw),
-        Case("run unknown study", ["run", "no-such-study", "--out", out(44)]),
-        Case("run unknown scale", ["run", "chroma-baselines", "--scale", "nosuch", "--out", out(45)]),
-        Case("run out foreign", ["run", "chroma-baselines", "--out", str(fr(7))], protect=[t / "foreign_7"]),
-        # probe
-        Case("probe missing activations", ["probe", "-a", str(t / "nope"), "-s", stim, "-t", "pitch", "--out", out(46)]),
-        Case("probe unknown task", ["probe", "-a", store, "-s", stim, "-t", "nosuch", "--out", out(47)]),
-        Case("probe out foreign", ["probe", "-a", store, "-s", stim, "-t", "pitch", "--out", str(fr(8))],
-             protect=[t / "foreign_8"]),
-        # corpus
-        Case("corpus music n 0", ["corpus", "music", "--n", "0", "--out", out(48)]),
-        Case("corpus midi missing file", ["corpus", "midi", str(t / "nope.mid"), "--out", out(49)]),
-        Case("corpus midi corrupt file", ["corpus", "midi", str(t / "bad.mid"), "--out", out(50)]),
-        Case("corpus maestro missing root", ["corpus", "maestro", str(t / "nope"), "--out", out(51)]),
-        Case("corpus music out foreign", ["corpus", "music", "--n", "2", "--out", str(fr(9))], protect=[t / "foreign_9"]),
-        # attention / ssm / report
-        Case("ssm unknown model", ["ssm", "--model", "nosuch", "--corpus", str(t / "nope"), "--out", out(52)]),
-        Case("attention missing corpus", ["attention", "--model", "vit1d", "--corpus", str(t / "nope"), "--out", out(53)]),
-        Case("ssm out is a file", ["ssm", "--model", "mfcc", "--corpus", str(t / "nope"), "--out", str(a_file)],
-             protect=[a_file]),
-        Case("report on a foreign folder", ["report", str(fr(10))], protect=[t / "foreign_10"]),
-        Case("report missing folder", ["report", str(t / "nope")]),
+def _evil_pickle(path: Path, marker: Path) -> None:
+    """A pickle whose loading runs ``touch marker``."""
+
+    class Payload:
+        def __reduce__(self):  # noqa: ANN204
+            return (os.system, (f"touch {marker}",))
+
+    with open(path, "wb") as fh:
+        pickle.dump({"state_dict": {"w": Payload()}}, fh)
+
+
+# ----------------------------------------------------------------------------------------- output checks
+
+def _rsa_values(folder: Path):  # noqa: ANN202
+    import pandas as pd
+
+    return pd.read_csv(folder / "rsa.csv")
+
+
+def rsa_no_nan(folder: Path) -> Callable[[], str | None]:
+    def check() -> str | None:
+        if not (folder / "rsa.csv").is_file():
+            return f"exit 0 but no rsa.csv in {folder.name}"
+        df = _rsa_values(folder)
+        bad = df[df["value"].isna() & df["note"].isna()] if "note" in df else df[df["value"].isna()]
+        return f"{len(bad)} NaN statistic(s) in rsa.csv without a note" if len(bad) else None
+    return check
+
+
+def rsa_same_as(folder: Path, ref: Path) -> Callable[[], str | None]:
+    def check() -> str | None:
+        if not (folder / "rsa.csv").is_file() or not (ref / "rsa.csv").is_file():
+            return "exit 0 but rsa.csv (or the reference) is missing"
+        a, b = _rsa_values(folder), _rsa_values(ref)
+        if len(a) != len(b) or not np.allclose(a["value"].to_numpy(float), b["value"].to_numpy(float),
+                                               equal_nan=True, atol=1e-9):
+            return "rsa.csv differs from the run on the same rows in stimulus order (rows matched wrongly)"
+        return None
+    return check
+
+
+def exists(path: Path) -> Callable[[], str | None]:
+    return lambda: None if path.exists() else f"exit 0 but {path.name} was not written"
+
+
+# -------------------------------------------------------------------------------------------------- cases
+
+def cases(t: Path, f: dict[str, Path]) -> list[Case]:  # noqa: PLR0915
+    stim, store, corpus, bb = str(f["stim"]), str(f["store"]), str(f["corpus"]), str(f["backbone"])
+    n = iter(range(1000))
+    out = lambda: str(t / f"out_{next(n):03d}")  # noqa: E731
+    a_file, ro = t / "a_file.txt", str(RO_OUT)
+    fr_count = iter(range(1000))
+
+    def fr() -> Path:
+        return _foreign(t / f"foreign_{next(fr_count):02d}")
+
+    def foreign_cases(label: str, argv: list[str], *, overwrite: str | None = "--overwrite") -> list[Case]:
+        f1, f2 = fr(), fr()
+        c = [Case(f"{label} --out a file", [*argv, "--out", str(a_file)], protect=[a_file]),
+             Case(f"{label} --out foreign folder", [*argv, "--out", str(f1)], protect=[f1]),
+             Case(f"{label} --out read-only place", [*argv, "--out", ro])]
+        if overwrite:
+            c.append(Case(f"{label} --overwrite foreign folder", [*argv, overwrite, "--out", str(f2)], protect=[f2]))
+        return c
+
+    S = lambda name: str(t / name)  # noqa: E731, N806
+    perms = ["--permutations", "20", "--bootstraps", "20", "--no-figures"]
+    ref_rsa = t / "out_ref_rsa"
+    fr_report = fr()
+    c: list[Case] = [
+        # --------------------------------------------------------------------- sanity (legal)
+        Case("version", ["--version"], expect="ok"),
+        Case("models list", ["models"], expect="ok"),
+        Case("models layers of mfcc", ["models", "-m", "mfcc"], expect="ok"),
+        Case("stimuli instruments --all", ["stimuli", "instruments", "--all"], expect="ok"),
+        Case("unknown command", ["nosuchcmd"]),
+        # --------------------------------------------------------------------- stimuli notes
+        Case("notes --midi 60-abc", ["stimuli", "notes", "--midi", "60-abc", "--out", out()]),
+        Case("notes --midi 72-60 (descending)", ["stimuli", "notes", "--midi", "72-60", "--out", out()]),
+        Case("notes --midi empty", ["stimuli", "notes", "--midi", "", "--out", out()]),
+        Case("notes --midi 200", ["stimuli", "notes", "--instruments", "flute", "--midi", "200", "--out", out()]),
+        Case("notes --midi 20 out of flute range", ["stimuli", "notes", "--instruments", "flute", "--midi", "20",
+                                                    "--out", out()]),
+        Case("notes --velocities loud", ["stimuli", "notes", "--velocities", "loud", "--out", out()]),
+        Case("notes --velocities 300", ["stimuli", "notes", "--midi", "60", "--velocities", "300", "--out", out()]),
+        Case("notes unknown instrument", ["stimuli", "notes", "--instruments", "kazoo", "--midi", "60", "--out", out()]),
+        Case("notes --duration -1", ["stimuli", "notes", "--midi", "60", "--duration", "-1", "--out", out()]),
+        Case("notes --duration abc", ["stimuli", "notes", "--midi", "60", "--duration", "abc", "--out", out()]),
+        Case("notes --hold > --duration", ["stimuli", "notes", "--instruments", "flute", "--midi", "60",
+                                           "--duration", "0.5", "--hold", "2", "--out", out()], expect="either"),
+        Case("notes --sample-rate 0", ["stimuli", "notes", "--midi", "60", "--sample-rate", "0", "--out", out()]),
+        Case("notes --sample-rate -16000", ["stimuli", "notes", "--midi", "60", "--sample-rate", "-16000",
+                                            "--out", out()]),
+        Case("notes --sample-rate 8000 (legal)", ["stimuli", "notes", "--instruments", "flute", "--midi", "60-62",
+                                                  "--sample-rate", "8000", "--duration", "0.5", "--hold", "0.3",
+                                                  "--out", out()], expect="ok"),
+        Case("notes unknown grid", ["stimuli", "notes", "--grid", "nosuch", "--out", out()]),
+        Case("notes unknown synth", ["stimuli", "notes", "--midi", "60", "--synth", "theremin", "--out", out()]),
+        Case("notes missing soundfont file", ["stimuli", "notes", "--midi", "60", "--soundfont",
+                                              S("nope.sf2"), "--out", out()]),
+        Case("notes corrupt soundfont file", ["stimuli", "notes", "--midi", "60", "--soundfont", S("bad.sf2"),
+                                              "--out", out()]),
+        Case("notes --normalize loud", ["stimuli", "notes", "--midi", "60", "--normalize", "loud", "--out", out()]),
+        *foreign_cases("notes", ["stimuli", "notes", "--instruments", "flute", "--midi", "60", "--duration", "0.5",
+                                 "--hold", "0.3"]),
+        # --------------------------------------------------------------------- stimuli nsynth
+        Case("nsynth tiny valid copy", ["stimuli", "nsynth", S("nsynth"), "--split", "valid", "--families", "flute",
+                                        "--midi", "60-62", "--n-per-family", "2", "--out", out()], expect="ok"),
+        Case("nsynth missing root", ["stimuli", "nsynth", S("nope"), "--out", out()]),
+        Case("nsynth empty root", ["stimuli", "nsynth", S("emptydir"), "--out", out()]),
+        Case("nsynth examples.json not JSON", ["stimuli", "nsynth", S("nsynth_badjson"), "--split", "valid",
+                                               "--out", out()]),
+        Case("nsynth records lack fields", ["stimuli", "nsynth", S("nsynth_fields"), "--split", "valid",
+                                            "--out", out()]),
+        Case("nsynth missing wav", ["stimuli", "nsynth", S("nsynth_missing_wav"), "--split", "valid", "--families",
+                                    "flute", "--midi", "60-62", "--n-per-family", "2", "--out", out()]),
+        Case("nsynth wav at 8 kHz", ["stimuli", "nsynth", S("nsynth_rate"), "--split", "valid", "--families", "flute",
+                                     "--midi", "60-62", "--n-per-family", "2", "--out", out()]),
+        Case("nsynth --midi 60-abc", ["stimuli", "nsynth", S("nsynth"), "--split", "valid", "--midi", "60-abc",
+                                      "--out", out()]),
+        Case("nsynth unknown family", ["stimuli", "nsynth", S("nsynth"), "--split", "valid", "--families", "kazoo",
+                                       "--out", out()]),
+        Case("nsynth --n-per-family -1", ["stimuli", "nsynth", S("nsynth"), "--split", "valid", "--families", "flute",
+                                          "--midi", "60-62", "--n-per-family", "-1", "--out", out()]),
+        # --------------------------------------------------------------------- extract
+        Case("extract unknown model", ["extract", "-m", "nosuch", "-s", stim, "--out", out()]),
+        Case("extract missing stimuli", ["extract", "-m", "mfcc", "-s", S("nope"), "--out", out()]),
+        Case("extract stimuli is a file", ["extract", "-m", "mfcc", "-s", str(a_file), "--out", out()]),
+        Case("extract corrupt wav", ["extract", "-m", "mfcc", "-s", S("st_corrupt_wav"), "--out", out()]),
+        Case("extract missing wav", ["extract", "-m", "mfcc", "-s", S("st_missing_wav"), "--out", out()]),
+        Case("extract NaN audio", ["extract", "-m", "mfcc", "-s", S("st_nan_audio"), "--out", out()]),
+        Case("extract stereo clip", ["extract", "-m", "mfcc", "-s", S("st_stereo"), "--out", out()]),
+        Case("extract one clip at 22.05 kHz", ["extract", "-m", "mfcc", "-s", S("st_22k"), "--out", out()]),
+        Case("extract manifest rate 44.1k, files 16k", ["extract", "-m", "mfcc", "-s", S("st_wrong_rate"),
+                                                        "--out", out()]),
+        Case("extract manifest without sample_rate", ["extract", "-m", "mfcc", "-s", S("st_no_rate"), "--out", out()]),
+        Case("extract manifest sample_rate string", ["extract", "-m", "mfcc", "-s", S("st_rate_str"), "--out", out()]),
+        Case("extract manifest not JSON", ["extract", "-m", "mfcc", "-s", S("st_bad_manifest"), "--out", out()]),
+        Case("extract metadata corrupt", ["extract", "-m", "mfcc", "-s", S("st_bad_meta"), "--out", out()]),
+        Case("extract metadata without stimulus_id", ["extract", "-m", "mfcc", "-s", S("st_no_ids"), "--out", out()]),
+        Case("extract duplicate stimulus ids", ["extract", "-m", "mfcc", "-s", S("st_dup_ids"), "--out", out()]),
+        Case("extract silent clip (legal)", ["extract", "-m", "mfcc", "-s", S("st_silent"), "--out", out()],
+             expect="ok"),
+        Case("extract 8 kHz set (legal, resampled)", ["extract", "-m", "mfcc", "-s", str(f["stim_8k"]),
+                                                      "--out", out()], expect="ok"),
+        Case("extract --pooling weird", ["extract", "-m", "mfcc", "-s", stim, "--pooling", "weird", "--out", out()]),
+        Case("extract --layers 99", ["extract", "-m", "mfcc", "-s", stim, "--layers", "99", "--out", out()]),
+        Case("extract --batch-size 0", ["extract", "-m", "mfcc", "-s", stim, "--batch-size", "0", "--out", out()]),
+        Case("extract --start 5 --stop 2", ["extract", "-m", "mfcc", "-s", stim, "--start", "5", "--stop", "2",
+                                            "--out", out()]),
+        Case("extract --window -1", ["extract", "-m", "mfcc", "-s", stim, "--window", "-1", "--out", out()]),
+        Case("extract --device cuda (none here)", ["extract", "-m", "mfcc", "-s", stim, "--device", "cuda",
+                                                   "--out", out()], expect="either"),
+        Case("extract --device tpu", ["extract", "-m", "mfcc", "-s", stim, "--device", "tpu", "--out", out()]),
+        Case("extract into a store of other stimuli", ["extract", "-m", "mfcc", "-s", str(f["stim2"]),
+                                                       "--out", str(f["store1"])], protect=[f["store1"]]),
+        Case("extract same request again (resume)", ["extract", "-m", "mfcc", "-s", str(f["stim2"]),
+                                                     "--out", str(f["store2"])], expect="ok"),
+        Case("extract HF dir (legal)", ["extract", "-m", S("hf_ok"), "-s", stim, "--out", out()], expect="ok"),
+        Case("extract HF missing tensors", ["extract", "-m", S("hf_missing"), "-s", stim, "--out", out()]),
+        Case("extract HF no weight files", ["extract", "-m", S("hf_noweights"), "-s", stim, "--out", out()]),
+        Case("extract HF config.json not JSON", ["extract", "-m", S("hf_badconfig"), "-s", stim, "--out", out()]),
+        Case("extract HF malicious pickle", ["extract", "-m", S("hf_pickle"), "-s", stim, "--out", out()]),
+        Case("extract checkpoint malicious model.pt", ["extract", "-m", S("ckpt_evil"), "-s", stim, "--out", out()]),
+        Case("extract malicious .pt file", ["extract", "-m", S("evil.pt"), "-s", stim, "--out", out()]),
+        Case("extract checkpoint truncated weights", ["extract", "-m", S("ckpt_trunc"), "-s", stim, "--out", out()]),
+        Case("extract checkpoint unknown family", ["extract", "-m", S("ckpt_family"), "-s", stim, "--out", out()]),
+        Case("extract trained backbone (legal)", ["extract", "-m", bb, "-s", stim, "--out", out()], expect="ok"),
+        *foreign_cases("extract", ["extract", "-m", "mfcc", "-s", stim]),
+        # --------------------------------------------------------------------- models
+        Case("models -m unknown", ["models", "-m", "nosuch"]),
+        Case("models -m HF malicious pickle", ["models", "-m", S("hf_pickle")]),
+        Case("models --option not JSON", ["models", "-m", "mfcc", "--option", "n_mfcc={oops"]),
+        Case("models --option unknown key", ["models", "-m", "mfcc", "--option", "n_mfccc=13"]),
+        Case("models --option without =", ["models", "-m", "mfcc", "--option", "n_mfcc"]),
+        # --------------------------------------------------------------------- rsa
+        Case("rsa npz with ids (legal)", ["rsa", "-a", S("ids.npz"), "-s", stim, *perms, "--out", str(ref_rsa)],
+             expect="ok", verify=rsa_no_nan(ref_rsa)),
+        Case("rsa npz rows shuffled, with ids (legal)", ["rsa", "-a", S("shuffled.npz"), "-s", stim, *perms,
+                                                         "--out", str(t / "out_shuf_rsa")], expect="either",
+             verify=rsa_same_as(t / "out_shuf_rsa", ref_rsa)),
+        Case("rsa npz without ids", ["rsa", "-a", S("no_ids.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz rows shuffled, without ids", ["rsa", "-a", S("shuffled_no_ids.npz"), "-s", stim, *perms,
+                                                    "--out", out()]),
+        Case("rsa npz without ids --assume-order (legal)", ["rsa", "-a", S("no_ids.npz"), "-s", stim, *perms,
+                                                            "--assume-order", "--out", str(t / "out_ao_rsa")],
+             expect="ok", verify=rsa_same_as(t / "out_ao_rsa", ref_rsa)),
+        Case("rsa npz too few rows, without ids --assume-order", ["rsa", "-a", S("short_no_ids.npz"), "-s", stim,
+                                                                  *perms, "--assume-order", "--out", out()]),
+        Case("rsa npz with NaN", ["rsa", "-a", S("nan.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz with inf", ["rsa", "-a", S("inf.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz too few rows", ["rsa", "-a", S("short.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz ids not in the set", ["rsa", "-a", S("wrong_ids.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz duplicate ids", ["rsa", "-a", S("dup_ids.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz integer ids", ["rsa", "-a", S("int_ids.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz with no layers", ["rsa", "-a", S("ids_only.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz layers of different lengths", ["rsa", "-a", S("ragged.npz"), "-s", stim, *perms,
+                                                     "--out", out()]),
+        Case("rsa npz 1-D layer", ["rsa", "-a", S("vector.npz"), "-s", stim, *perms,
+                                   "--out", str(t / "out_vec_rsa")], expect="either",
+             verify=rsa_no_nan(t / "out_vec_rsa")),
+        Case("rsa npz constant layer", ["rsa", "-a", S("const.npz"), "-s", stim, *perms,
+                                        "--out", str(t / "out_const_rsa")], expect="either",
+             verify=rsa_no_nan(t / "out_const_rsa")),
+        Case("rsa npz string layer", ["rsa", "-a", S("strings.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz with pickled objects", ["rsa", "-a", S("pickled.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz not a zip", ["rsa", "-a", S("garbage.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa npz empty file", ["rsa", "-a", S("empty_file.npz"), "-s", stim, *perms, "--out", out()]),
+        Case("rsa missing activations", ["rsa", "-a", S("nope.npz"), "-s", stim, "--out", out()]),
+        Case("rsa store vs other stimulus set", ["rsa", "-a", str(f["store1"]), "-s", stim, *perms, "--out", out()]),
+        Case("rsa too few stimuli (2 notes)", ["rsa", "-a", str(f["store2"]), "-s", str(f["stim2"]), *perms,
+                                               "--subject", "none", "--out", out()]),
+        Case("rsa store of a silent clip", ["rsa", "-a", str(f["store_silent"]), "-s", S("st_silent"), *perms,
+                                            "--out", str(t / "out_silent_rsa")], expect="either",
+             verify=rsa_no_nan(t / "out_silent_rsa")),
+        Case("rsa metadata without stimulus_id", ["rsa", "-a", store, "-s", S("st_no_ids"), "--out", out()]),
+        Case("rsa metadata without midi", ["rsa", "-a", store, "-s", S("st_no_midi"), "--out", out()]),
+        Case("rsa misspelt model RDM", ["rsa", "-a", store, "-s", stim, "--models", "chromaa", "--out", out()]),
+        Case("rsa empty --models", ["rsa", "-a", store, "-s", stim, "--models", "", "--out", out()]),
+        Case("rsa unknown method", ["rsa", "-a", store, "-s", stim, "--method", "nosuch", "--out", out()]),
+        Case("rsa unknown distance", ["rsa", "-a", store, "-s", stim, "--distance", "manhattan", "--out", out()]),
+        Case("rsa unknown subject column", ["rsa", "-a", store, "-s", stim, "--subject", "nosuch", "--out", out()]),
+        Case("rsa unknown test", ["rsa", "-a", store, "-s", stim, "--test", "z-test", "--out", out()]),
+        Case("rsa --permutations -5", ["rsa", "-a", store, "-s", stim, "--permutations", "-5", "--out", out()]),
+        Case("rsa --permutations many", ["rsa", "-a", store, "-s", stim, "--permutations", "many", "--out", out()]),
+        Case("rsa --alpha 5", ["rsa", "-a", store, "-s", stim, *perms, "--alpha", "5", "--out", out()]),
+        Case("rsa unknown correction", ["rsa", "-a", store, "-s", stim, "--correction", "holm-ish", "--out", out()]),
+        Case("rsa --bootstrap-over nope", ["rsa", "-a", store, "-s", stim, "--bootstrap-over", "nope",
+                                           "--out", out()]),
+        Case("rsa unknown backend", ["rsa", "-a", store, "-s", stim, "--backend", "jax", "--out", out()]),
+        Case("rsa one subject, permutation test (legal)",
+             ["rsa", "-a", str(f["store1"]), "-s", str(f["stim1"]), "--test", "permutation", "--permutations", "50",
+              "--bootstraps", "20", "--bootstrap-over", "pitches", "--out", out()], expect="ok"),
+        Case("rsa 13 pitches with figures (legal)", ["rsa", "-a", store, "-s", stim, "--permutations", "20",
+                                                     "--bootstraps", "20", "--out", out()], expect="ok"),
+        *foreign_cases("rsa", ["rsa", "-a", store, "-s", stim, *perms], overwrite=None),
+        # --------------------------------------------------------------------- probe
+        Case("probe pitch_class by stimulus (legal)", ["probe", "-a", store, "-s", stim, "-t", "pitch_class",
+                                                       "--group", "stimulus", "--max-epochs", "5", "--bootstraps",
+                                                       "10", "--no-figures", "--out", out()], expect="ok"),
+        Case("probe too few groups", ["probe", "-a", store, "-s", stim, "-t", "pitch_class", "--max-epochs", "5",
+                                      "--no-figures", "--out", out()]),
+        Case("probe missing activations", ["probe", "-a", S("nope"), "-s", stim, "-t", "pitch", "--out", out()]),
+        Case("probe unknown task", ["probe", "-a", store, "-s", stim, "-t", "nosuch", "--out", out()]),
+        Case("probe frame task on pooled store", ["probe", "-a", store, "-s", stim, "-t", "notes", "--out", out()]),
+        Case("probe unknown head", ["probe", "-a", store, "-s", stim, "-t", "pitch", "--probe", "svm",
+                                    "--out", out()]),
+        Case("probe --lr fast", ["probe", "-a", store, "-s", stim, "-t", "pitch", "--lr", "fast", "--out", out()]),
+        Case("probe --max-epochs 0", ["probe", "-a", store, "-s", stim, "-t", "pitch", "--group", "stimulus",
+                                      "--max-epochs", "0", "--out", out()]),
+        Case("probe --batch-size -1", ["probe", "-a", store, "-s", stim, "-t", "pitch", "--group", "stimulus",
+                                       "--batch-size", "-1", "--out", out()]),
+        Case("probe unknown group column", ["probe", "-a", store, "-s", stim, "-t", "pitch", "--group", "nosuch",
+                                            "--out", out()]),
+        Case("probe store vs other stimulus set", ["probe", "-a", str(f["store1"]), "-s", stim, "-t", "pitch",
+                                                   "--group", "stimulus", "--out", out()]),
+        Case("probe npz with NaN", ["probe", "-a", S("nan.npz"), "-s", stim, "-t", "pitch", "--group", "stimulus",
+                                    "--out", out()]),
+        Case("probe npz rows shuffled, without ids", ["probe", "-a", S("shuffled_no_ids.npz"), "-s", stim, "-t",
+                                                      "pitch", "--group", "stimulus", "--out", out()]),
+        Case("probe npz ids not in the set", ["probe", "-a", S("wrong_ids.npz"), "-s", stim, "-t", "pitch",
+                                              "--group", "stimulus", "--out", out()]),
+        *foreign_cases("probe", ["probe", "-a", store, "-s", stim, "-t", "pitch"], overwrite=None),
+        # --------------------------------------------------------------------- corpus
+        Case("corpus music --n 0", ["corpus", "music", "--n", "0", "--out", out()]),
+        Case("corpus music --n -3", ["corpus", "music", "--n", "-3", "--out", out()]),
+        Case("corpus music --n abc", ["corpus", "music", "--n", "abc", "--out", out()]),
+        Case("corpus music --sample-rate 0", ["corpus", "music", "--n", "1", "--sample-rate", "0", "--out", out()]),
+        Case("corpus music --duration -4", ["corpus", "music", "--n", "1", "--duration", "-4", "--out", out()]),
+        Case("corpus music unknown preset", ["corpus", "music", "--n", "1", "--preset", "jazzy", "--out", out()]),
+        Case("corpus music --pieces-per-shard 0", ["corpus", "music", "--n", "2", "--pieces-per-shard", "0",
+                                                   "--out", out()]),
+        Case("corpus music --workers 0", ["corpus", "music", "--n", "2", "--workers", "0", "--out", out()]),
+        Case("corpus music missing soundfont", ["corpus", "music", "--n", "1", "--soundfont", S("nope.sf2"),
+                                                "--out", out()]),
+        Case("corpus music 2 pieces at 22.05 kHz (legal)", ["corpus", "music", "--n", "2", "--duration", "2",
+                                                            "--sample-rate", "22050", "--out", out()], expect="ok"),
+        Case("corpus music same build again (resume)", ["corpus", "music", "--n", "4", "--duration", "4",
+                                                        "--pieces-per-shard", "2", "--out", corpus], expect="ok"),
+        Case("corpus music other options into a built corpus", ["corpus", "music", "--n", "4", "--seed", "7",
+                                                                "--out", corpus], protect=[f["corpus"]]),
+        *foreign_cases("corpus music", ["corpus", "music", "--n", "2"], overwrite=None),
+        Case("corpus midi one tune (legal)", ["corpus", "midi", S("midi_ok"), "--out", out()], expect="ok"),
+        Case("corpus midi missing file", ["corpus", "midi", S("nope.mid"), "--out", out()]),
+        Case("corpus midi corrupt file", ["corpus", "midi", S("bad.mid"), "--out", out()]),
+        Case("corpus midi corrupt file --skip-bad", ["corpus", "midi", S("bad.mid"), "--skip-bad", "--out", out()]),
+        Case("corpus midi no inputs", ["corpus", "midi", "--out", out()]),
+        Case("corpus midi empty folder", ["corpus", "midi", S("emptydir"), "--out", out()]),
+        Case("corpus midi file without notes", ["corpus", "midi", S("no_notes.mid"), "--out", out()],
+             expect="either"),
+        Case("corpus midi --limit -1", ["corpus", "midi", S("midi_ok"), "--limit", "-1", "--out", out()]),
+        Case("corpus midi unknown music21 corpus", ["corpus", "midi", "--music21", "mozart", "--out", out()]),
+        Case("corpus speech 2 utterances (legal)", ["corpus", "speech", "--n", "2", "--text", "bundled",
+                                                    "--voices", "en-us", "--out", out()], expect="ok"),
+        Case("corpus speech --n -1", ["corpus", "speech", "--n", "-1", "--out", out()]),
+        Case("corpus speech unknown voice", ["corpus", "speech", "--n", "1", "--voices", "klingon", "--out", out()]),
+        Case("corpus speech unknown text", ["corpus", "speech", "--n", "1", "--text", "poems", "--out", out()]),
+        Case("corpus maestro missing root", ["corpus", "maestro", S("nope"), "--out", out()]),
+        Case("corpus maestro empty root", ["corpus", "maestro", S("emptydir"), "--out", out()]),
+        Case("corpus maestro csv, files missing", ["corpus", "maestro", S("maestro_csv"), "--out", out()]),
+        Case("corpus maestro malformed csv", ["corpus", "maestro", S("maestro_badcsv"), "--out", out()]),
+        Case("corpus maestro unknown split", ["corpus", "maestro", S("maestro_csv"), "--splits", "dev",
+                                              "--out", out()]),
+        # --------------------------------------------------------------------- ssm / attention
+        Case("ssm mfcc on the corpus (legal)", ["ssm", "-m", "mfcc", "-c", corpus, "--clips", "2", "--no-figures",
+                                                "--out", out()], expect="ok"),
+        Case("ssm unknown model", ["ssm", "-m", "nosuch", "-c", corpus, "--out", out()]),
+        Case("ssm missing corpus", ["ssm", "-m", "mfcc", "-c", S("nope"), "--out", out()]),
+        Case("ssm stimulus set as corpus", ["ssm", "-m", "mfcc", "-c", stim, "--out", out()]),
+        Case("ssm corpus with corrupt shard", ["ssm", "-m", "mfcc", "-c", S("co_bad_shard"), "--clips", "4",
+                                               "--no-figures", "--out", out()]),
+        Case("ssm corpus without corpus.json", ["ssm", "-m", "mfcc", "-c", S("co_no_json"), "--out", out()]),
+        Case("ssm corpus.json not JSON", ["ssm", "-m", "mfcc", "-c", S("co_bad_json"), "--out", out()]),
+        Case("ssm corpus without shards", ["ssm", "-m", "mfcc", "-c", S("co_no_shards"), "--out", out()]),
+        Case("ssm --clips 0", ["ssm", "-m", "mfcc", "-c", corpus, "--clips", "0", "--out", out()]),
+        Case("ssm --crop -1", ["ssm", "-m", "mfcc", "-c", corpus, "--crop", "-1", "--out", out()]),
+        Case("ssm --start past the end", ["ssm", "-m", "mfcc", "-c", corpus, "--start", "100", "--out", out()]),
+        Case("ssm --kernel 0", ["ssm", "-m", "mfcc", "-c", corpus, "--kernel", "0", "--out", out()]),
+        Case("ssm unknown reference", ["ssm", "-m", "mfcc", "-c", corpus, "--references", "vibes", "--out", out()]),
+        Case("ssm unknown method", ["ssm", "-m", "mfcc", "-c", corpus, "--methods", "kendall-ish", "--out", out()]),
+        Case("ssm unknown resample", ["ssm", "-m", "mfcc", "-c", corpus, "--resample", "cubic", "--out", out()]),
+        Case("ssm HF malicious pickle", ["ssm", "-m", S("hf_pickle"), "-c", corpus, "--out", out()]),
+        *foreign_cases("ssm", ["ssm", "-m", "mfcc", "-c", corpus, "--clips", "2"], overwrite=None),
+        Case("attention trained vit1d, 1 s crops (legal)", ["attention", "-m", bb, "-c", corpus, "--clips", "2",
+                                                            "--crop", "1.0", "--no-figures", "--out", out()],
+             expect="ok"),
+        Case("attention whole pieces exceed max_frames", ["attention", "-m", bb, "-c", corpus, "--clips", "2",
+                                                          "--no-figures", "--out", out()]),
+        Case("attention model without attention (mfcc)", ["attention", "-m", "mfcc", "-c", corpus, "--out", out()]),
+        Case("attention missing corpus", ["attention", "-m", bb, "-c", S("nope"), "--out", out()]),
+        Case("attention --window -1", ["attention", "-m", bb, "-c", corpus, "--crop", "1.0", "--window", "-1",
+                                       "--out", out()]),
+        Case("attention checkpoint malicious model.pt", ["attention", "-m", S("ckpt_evil"), "-c", corpus,
+                                                         "--out", out()]),
+        *foreign_cases("attention", ["attention", "-m", bb, "-c", corpus, "--clips", "2", "--crop", "1.0"],
+                       overwrite=None),
+        # --------------------------------------------------------------------- train
+        Case("train same config again (finished; legal)", ["train", "ntxent", "--config", str(f["train_cfg"]),
+                                                           "--out", str(f["trainrun"])], expect="ok"),
+        Case("train resume from a malicious last.ckpt", ["train", "ntxent", "--config", str(f["train_cfg"]),
+                                                         "--out", S("trainrun_evil")]),
+        Case("train missing config", ["train", "ntxent", "--config", S("nope.yaml"), "--out", out()]),
+        Case("train config with python tag", ["train", "ntxent", "--config", S("tc_tag.yaml"), "--out", out()]),
+        Case("train unknown section", ["train", "ntxent", "--config", S("tc_unknown_key.yaml"), "--out", out()]),
+        Case("train lr: fast", ["train", "ntxent", "--config", S("tc_lr_str.yaml"), "--out", out()]),
+        Case("train max_steps: -1", ["train", "ntxent", "--config", S("tc_neg_steps.yaml"), "--out", out()]),
+        Case("train one validation piece for NT-Xent", ["train", "ntxent", "--config", S("tc_val_one.yaml"),
+                                                        "--out", out()]),
+        Case("train missing corpus", ["train", "ntxent", "--config", S("tc_no_corpus.yaml"), "--out", out()]),
+        Case("train stimulus set as corpus", ["train", "ntxent", "--config", S("tc_stim_as_corpus.yaml"),
+                                              "--out", out()]),
+        Case("train corrupt corpus shard", ["train", "ntxent", "--config", S("tc_bad_corpus.yaml"), "--out", out()]),
+        Case("train unknown model family", ["train", "ntxent", "--config", S("tc_family.yaml"), "--out", out()]),
+        Case("train crop longer than every piece (padded)", ["train", "ntxent", "--config", S("tc_crop_long.yaml"),
+                                                             "--out", out()], expect="either"),
+        Case("train --set python tag", ["train", "ntxent", "--config", str(f["train_cfg"]), "--set",
+                                        f"seed=!!python/object/apply:os.system ['touch {f['pwned']}']",
+                                        "--out", out()]),
+        Case("train other config into a finished run", ["train", "ntxent", "--config", S("tc_val_big.yaml"),
+                                                        "--set", "data.val=0.5", "--set", "optim.lr=0.01",
+                                                        "--out", str(f["trainrun"])], protect=[f["trainrun"]]),
+        *foreign_cases("train", ["train", "ntxent", "--config", str(f["train_cfg"])]),
+        # --------------------------------------------------------------------- run (studies)
+        Case("run tiny study, 2 octaves (legal)", ["run", S("sy_ok.yaml"), "--out", out()], expect="ok"),
+        Case("run tiny study, 13 pitches (legal)", ["run", S("sy_ok_13.yaml"), "--out", out()], expect="ok"),
+        Case("run study n_permutations: many", ["run", S("sy_many.yaml"), "--out", out()]),
+        Case("run study n_bootstraps: -5", ["run", S("sy_negcount.yaml"), "--out", out()]),
+        Case("run study unknown network model", ["run", S("sy_badnet.yaml"), "--out", out()]),
+        Case("run study misspelt model RDM", ["run", S("sy_badrdm.yaml"), "--out", out()]),
+        Case("run study unknown rsa key", ["run", S("sy_rsa_key.yaml"), "--out", out()]),
+        Case("run study unknown section", ["run", S("sy_top_key.yaml"), "--out", out()]),
+        Case("run study unknown network key", ["run", S("sy_net_key.yaml"), "--out", out()]),
+        Case("run study unknown step", ["run", S("sy_badstep.yaml"), "--out", out()]),
+        Case("run study unknown distance", ["run", S("sy_distance.yaml"), "--out", out()]),
+        Case("run study midi: 60-abc", ["run", S("sy_midi_str.yaml"), "--out", out()]),
+        Case("run study one note (too few stimuli)", ["run", S("sy_one_note.yaml"), "--out", out()]),
+        Case("run study unknown instrument", ["run", S("sy_instr.yaml"), "--out", out()]),
+        Case("run study no networks", ["run", S("sy_no_nets.yaml"), "--out", out()]),
+        Case("run study negative sample_rate", ["run", S("sy_rate_neg.yaml"), "--out", out()]),
+        Case("run study duration_s: long", ["run", S("sy_dur_str.yaml"), "--out", out()]),
+        Case("run study negative corpus size", ["run", S("sy_badcorpus.yaml"), "--out", out()]),
+        Case("run study network trained by unknown condition", ["run", S("sy_trained_missing.yaml"), "--out", out()]),
+        Case("run study alpha: 5", ["run", S("sy_alpha.yaml"), "--out", out()]),
+        Case("run study YAML syntax error", ["run", S("sy_syntax.yaml"), "--out", out()]),
+        Case("run study empty file", ["run", S("sy_empty.yaml"), "--out", out()]),
+        Case("run study a list", ["run", S("sy_list.yaml"), "--out", out()]),
+        Case("run study with python tag", ["run", S("sy_tag.yaml"), "--out", out()]),
+        Case("run missing study file", ["run", S("nope.yaml"), "--out", out()]),
+        Case("run unknown study name", ["run", "no-such-study", "--out", out()]),
+        Case("run unknown scale", ["run", "chroma-baselines", "--scale", "nosuch", "--out", out()]),
+        Case("run other study into a finished run", ["run", S("sy_ok.yaml"), "--out", str(f["studyrun"])],
+             expect="either"),
+        *foreign_cases("run", ["run", S("sy_ok.yaml")], overwrite=None),
+        # --------------------------------------------------------------------- report
+        Case("report on a stimuli-only run (legal)", ["report", str(f["studyrun"])], expect="either"),
+        Case("report on a run with a python-tag config", ["report", S("studyrun_tag")]),
+        Case("report on a foreign folder", ["report", str(fr_report)], protect=[fr_report]),
+        Case("report on a training run", ["report", str(f["trainrun"])], protect=[f["trainrun"]]),
+        Case("report missing folder", ["report", S("nope")]),
+        Case("report on a file", ["report", str(a_file)], protect=[a_file]),
+        Case("report on a read-only place", ["report", ro]),
     ]
     return c
 
 
-def classify(case: Case, proc: subprocess.CompletedProcess | None, before: dict[str, str]) -> tuple[str, str]:
-    if case.marker is not None and case.marker.exists():
-        case.marker.unlink()
-        return "destroyed", "code from a file ran"
-    if case.protect and _snapshot(case.protect) != before:
-        return "destroyed", "a folder or file musiclens did not write changed"
+# ---------------------------------------------------------------------------------------------- classify
+
+def _inputs(case: Case, tmp: Path) -> list[Path]:
+    """Existing paths on the command line other than --out: musiclens must leave them alone."""
+    o = _out_of(case.args)
+    paths = []
+    for a in case.args[1:]:
+        if a == o or not a.startswith(str(tmp)) or case.args[0] == "report":
+            continue
+        p = Path(a)
+        if p.exists() and p != tmp:
+            paths.append(p)
+    return paths
+
+
+def classify(case: Case, proc: subprocess.CompletedProcess | None, before: dict[str, str], tmp: Path,
+             marker: Path, out_existed: bool) -> tuple[str, str]:
+    if marker.exists():
+        marker.unlink()
+        return "destroyed", "code from a model, pickle or YAML file ran (marker file appeared)"
+    after = _snapshot(case.protect + _inputs(case, tmp))
+    if after != before:
+        return "destroyed", f"a file musiclens did not write changed ({_diff(before, after)})"
     if proc is None:
         return "timeout", ""
-    err = proc.stderr.strip().splitlines()
-    line = next((x for x in err if x.startswith("error:")), err[-1] if err else "")
+    text = proc.stderr + "\n" + proc.stdout
+    lines = _lines(proc.stderr)
+    err_line = next((x for x in lines if x.startswith("error:")), None)
+    extra = ""
+    if err_line is None:   # "error:" printed on the line of an unfinished progress bar
+        glued = next((x for x in lines if "]error: " in x), None)
+        if glued is not None:
+            err_line, extra = "error: " + glued.split("]error: ", 1)[1], " [error: glued to a progress bar]"
+    usage = proc.returncode == 2 and "Usage:" in text and ("Error" in text) and err_line is None
+    if usage:   # the argument parser's own refusal (rich box): the message is inside the box
+        box = [x.strip("│ ").strip() for x in lines if x.startswith("│")]
+        err_line = "usage error: " + " ".join(box)
+    tb = "Traceback (most recent call last)" in text
+    last = lines[-1] if lines else f"exit {proc.returncode}"
+    if tb:
+        exc = next((x for x in reversed(lines) if _EXC.match(x)), last)
+        return "traceback", exc[:200]
     if proc.returncode == 0:
-        return ("ok_expected" if case.expect == "ok" else "silent"), line[:160]
-    if "Traceback" in proc.stderr or not any(x.startswith("error:") for x in err):
-        return "traceback", (err[-1] if err else f"exit {proc.returncode}")[:160]
+        if case.expect == "error":
+            return "silent", ("exit 0: " + (_lines(proc.stdout)[-1] if proc.stdout.strip() else last))[:200]
+        symptom = case.verify() if case.verify else None
+        return ("silent", symptom[:200]) if symptom else ("ok_expected", "")
+    if proc.returncode != 2 or err_line is None:
+        return "traceback", f"exit {proc.returncode}: {last}"[:200]
     if case.expect == "ok":
-        return "traceback", line[:160]
-    if case.no_work is not None and case.no_work.exists() and any(
-            p.name not in (".musiclens.json",) for p in case.no_work.iterdir()):
-        return "late_error", line[:160]
-    return "clean_error", line[:160]
+        return "traceback", f"refused a legal input: {err_line}"[:200]
+    o = _out_of(case.args)
+    if o and o.startswith(str(tmp)) and Path(o).is_dir() and not any(p == Path(o) for p in case.protect):
+        left = sorted(p.name for p in Path(o).iterdir() if p.name != ".musiclens.json")
+        if left and not out_existed:
+            extra += f" [after writing {', '.join(left[:4])}]"
+    return "clean_error", (err_line[:200 - len(extra)] + extra)
 
+
+# -------------------------------------------------------------------------------------------------- main
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", type=Path, default=HERE, help="source tree whose src/ is imported (default: this one)")
+    ap.add_argument("--python", default=sys.executable, help="interpreter with musiclens's dependencies")
     ap.add_argument("--csv", type=Path, help="write the per-case table here")
-    ap.add_argument("--timeout", type=float, default=180.0)
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per case (default 120)")
+    ap.add_argument("--only", help="run only cases whose name or command contains this text")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (printed)")
     a = ap.parse_args()
+    src = a.src.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="musiclens-bad-inputs-"))
+    r = Runner(a.python, src, tmp, a.timeout)
+    where = r.imported_from()
+    if not Path(where).resolve().is_relative_to(src / "src"):
+        raise SystemExit(f"PYTHONPATH={src / 'src'} imports musiclens from {where}, not from {src}; aborting")
+    print(f"musiclens imported from {where}", flush=True)
     try:
-        r = Runner(a.src.resolve(), tmp, a.timeout)
         start = time.monotonic()
         f = fixtures(r)
+        print(f"fixtures built in {time.monotonic() - start:.0f} s in {tmp}", flush=True)
         rows = []
-        for case in cases(tmp, f):
-            before = _snapshot(case.protect)
-            proc = r.run(case.args)
-            cls, detail = classify(case, proc, before)
-            rows.append({"case": case.name, "command": case.args[0], "class": cls, "detail": detail})
-            print(f"{cls:12s} {case.name:40s} {detail}", flush=True)
+        all_cases = cases(tmp, f)
+        names = [c.name for c in all_cases]
+        dupes = {x for x in names if names.count(x) > 1}
+        assert not dupes, dupes
+        for case in all_cases:
+            if a.only and a.only not in case.name and a.only != case.args[0]:
+                continue
+            if f["pwned"].exists():
+                f["pwned"].unlink()
+            before = _snapshot(case.protect + _inputs(case, tmp))
+            o = _out_of(case.args)
+            out_existed = bool(o) and Path(o).exists()
+            proc, secs = r.run(case.args)
+            cls, detail = classify(case, proc, before, tmp, f["pwned"], out_existed)
+            cmd = " ".join(case.args[:2]) if case.args[0] in ("stimuli", "corpus") else case.args[0]
+            rows.append({"case": case.name, "command": cmd, "expect": case.expect, "class": cls,
+                         "seconds": f"{secs:.1f}", "detail": detail,
+                         "argv": "musiclens " + " ".join(x.replace(str(tmp), "$TMP") for x in case.args)})
+            print(f"{cls:12s} {cmd:18s} {case.name:50s} {detail}", flush=True)
         counts = Counter(row["class"] for row in rows)
-        print(f"\n{len(rows)} cases in {time.monotonic() - start:.0f} s from {a.src}:")
-        for cls in ("clean_error", "ok_expected", "late_error", "traceback", "silent", "destroyed", "timeout"):
+        print(f"\n{len(rows)} cases in {time.monotonic() - start:.0f} s, musiclens from {src}:")
+        for cls in CLASSES:
             print(f"  {cls:12s} {counts.get(cls, 0)}")
         if a.csv:
             with open(a.csv, "w", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=list(rows[0]))
                 w.writeheader()
                 w.writerows(rows)
+            print(f"table: {a.csv}")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree("/sys/kernel/musiclens-bad-input", ignore_errors=True)
+        if a.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(RO_OUT, ignore_errors=True)
+        for p in RO_OUT.parent.glob(f".{RO_OUT.name}*"):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 if __name__ == "__main__":
