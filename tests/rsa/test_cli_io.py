@@ -159,3 +159,17 @@ def test_one_subject_says_why_the_noise_ceiling_is_empty(inputs, caplog) -> None
     assert main["note"].str.contains("noise ceiling not computed: 1 subject").all()
     assert (t.loc[t["statistic"] != "tau-a", "note"] == "").all()
     assert "noise ceiling" in caplog.text
+
+
+def test_profile_figure_draws_an_interval_that_excludes_the_value(inputs) -> None:
+    """A percentile bootstrap interval need not contain the point estimate; the figure must still draw."""
+    from musiclens.rsa.pipeline import run_rsa
+    from musiclens.rsa.plots import plot_layer_profiles
+
+    _, meta, layers = inputs
+    res = run_rsa(layers, meta, n_permutations=0, n_bootstraps=20)
+    main = res.table["statistic"] == "tau-a"
+    res.table.loc[main, "ci_low"] = res.table.loc[main, "value"] + 0.01     # interval above the value
+    res.table.loc[main, "ci_high"] = res.table.loc[main, "value"] + 0.02
+    fig = plot_layer_profiles(res)
+    assert fig.axes

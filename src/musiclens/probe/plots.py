@@ -51,8 +51,8 @@ def plot_layer_profile(result: ProbeResult, *, task: str, metric: str | None = N
     layers = t[t["layer"] != WEIGHTED_SUM]
     x = np.arange(len(layers))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(layers) + 2), 3.6))
-    ax.errorbar(x, layers["value"], yerr=[layers["value"] - layers["ci_low"], layers["ci_high"] - layers["value"]],
-                fmt="o-", color="C0", capsize=3, label=f"{metric} per layer")
+    ax.plot(x, layers["value"], "o-", color="C0", label=f"{metric} per layer")
+    ax.vlines(x, layers["ci_low"], layers["ci_high"], color="C0", lw=1)   # bounds: the interval need not contain the value
     ax.plot(x, layers["chance"], "k--", lw=1, label="chance (permutation)")
     ws = t[t["layer"] == WEIGHTED_SUM]
     if not ws.empty:

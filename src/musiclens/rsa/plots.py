@@ -50,8 +50,9 @@ def plot_layer_profiles(result: RSAResult, *, statistic: str | None = None) -> F
     span = top - float(np.nanmin(t["ci_low"])) or 1.0
     for k, (model, g) in enumerate(t.groupby("model_rdm", sort=False)):
         g = g.set_index("layer").reindex(layers)
-        line = ax.errorbar(x, g["value"], yerr=[g["value"] - g["ci_low"], g["ci_high"] - g["value"]],
-                           marker=_MARKERS[k % len(_MARKERS)], capsize=2, label=model)
+        # the interval is drawn from its bounds: a percentile bootstrap interval need not contain the value
+        line = ax.plot(x, g["value"], marker=_MARKERS[k % len(_MARKERS)], label=model)
+        ax.vlines(x, g["ci_low"], g["ci_high"], color=line[0].get_color(), lw=1)
         sig = g["significant"].to_numpy(bool)
         ax.plot(x[sig], np.full(sig.sum(), top + span * (0.05 + 0.06 * k)), "*", color=line[0].get_color(),
                 linestyle="none")
