@@ -220,7 +220,7 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
+            raise CheckpointError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
         atomic_write_with(Path(path), lambda fh: torch.save(checkpoint, fh))
 
 

@@ -148,33 +148,33 @@ class HFBackboneConfig:
                     value = hf[name]
                     setattr(self, name, tuple(int(v) for v in value) if isinstance(value, list | tuple) else value)
         if not len(self.conv_dim) == len(self.conv_stride) == len(self.conv_kernel) or not self.conv_dim:
-            raise ValueError(f"conv_dim, conv_stride and conv_kernel need the same non-zero length, got "
+            raise ConfigError(f"conv_dim, conv_stride and conv_kernel need the same non-zero length, got "
                              f"{len(self.conv_dim)}, {len(self.conv_stride)}, {len(self.conv_kernel)}")
         if min(self.hidden_size, self.num_hidden_layers, self.num_attention_heads, self.intermediate_size) <= 0:
-            raise ValueError("hidden_size, num_hidden_layers, num_attention_heads and intermediate_size must be positive")
+            raise ConfigError("hidden_size, num_hidden_layers, num_attention_heads and intermediate_size must be positive")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+            raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                              f"{self.num_attention_heads}")
         for name in _TRAIN_FIELDS:
             if not 0.0 <= float(getattr(self, name)) < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+                raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
         if self.sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+            raise ConfigError(f"sample_rate must be positive, got {self.sample_rate}")
         if not isinstance(self.hf_overrides, Mapping):
-            raise ValueError(f"hf_overrides must be a mapping of transformers config fields, got {self.hf_overrides!r}")
+            raise ConfigError(f"hf_overrides must be a mapping of transformers config fields, got {self.hf_overrides!r}")
         self.hf_overrides = dict(self.hf_overrides)
         if self.frontend not in ("conv", "mel"):
-            raise ValueError(f"frontend must be 'conv' or 'mel', got {self.frontend!r}")
+            raise ConfigError(f"frontend must be 'conv' or 'mel', got {self.frontend!r}")
         if self.frontend == "mel":
             if self.hf_config is not None:
-                raise ValueError("frontend 'mel' builds a new feature encoder; it cannot be combined with a "
+                raise ConfigError("frontend 'mel' builds a new feature encoder; it cannot be combined with a "
                                  "pretrained Hugging Face directory (model.init_from), whose encoder is convolutional")
             if self.mel_n_fft < receptive_field(self.conv_kernel, self.conv_stride) or self.mel_n_mels < 1:
-                raise ValueError(f"mel_n_fft must be >= the conv encoder's receptive field "
+                raise ConfigError(f"mel_n_fft must be >= the conv encoder's receptive field "
                                  f"({receptive_field(self.conv_kernel, self.conv_stride)} samples) and mel_n_mels >= 1, "
                                  f"got {self.mel_n_fft}, {self.mel_n_mels}")
             if not 0.0 <= self.mel_f_min < self.sample_rate / 2:
-                raise ValueError(f"mel_f_min must lie in [0, sample_rate/2), got {self.mel_f_min}")
+                raise ConfigError(f"mel_f_min must lie in [0, sample_rate/2), got {self.mel_f_min}")
 
 
 def _transformers_classes(family: str) -> tuple[type, type]:

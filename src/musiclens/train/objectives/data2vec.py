@@ -98,17 +98,17 @@ class Data2VecOptions:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mask_prob <= 1.0:
-            raise ValueError(f"mask_prob must lie in (0, 1], got {self.mask_prob}")
+            raise ConfigError(f"options.mask_prob must lie in (0, 1], got {self.mask_prob}")
         if self.mask_length < 1 or self.min_masks < 0 or self.top_k < 1:
-            raise ValueError("mask_length and top_k must be >= 1, min_masks >= 0")
+            raise ConfigError("options.mask_length and top_k must be >= 1, min_masks >= 0")
         if self.target_source not in _TARGET_SOURCES:
-            raise ValueError(f"target_source must be one of {_TARGET_SOURCES}, got {self.target_source!r}")
+            raise ConfigError(f"options.target_source must be one of {_TARGET_SOURCES}, got {self.target_source!r}")
         if self.loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+            raise ConfigError(f"options.loss must be one of {_LOSSES}, got {self.loss!r}")
         if not 0.0 <= self.ema_decay <= self.ema_end_decay <= 1.0:
-            raise ValueError(f"need 0 <= ema_decay <= ema_end_decay <= 1, got {self.ema_decay}, {self.ema_end_decay}")
+            raise ConfigError(f"options: need 0 <= ema_decay <= ema_end_decay <= 1, got {self.ema_decay}, {self.ema_end_decay}")
         if self.ema_anneal_end_steps < 0 or self.loss_beta <= 0 or self.crop_s <= 0:
-            raise ValueError("ema_anneal_end_steps must be >= 0, loss_beta and crop_s positive")
+            raise ConfigError("options.ema_anneal_end_steps must be >= 0, loss_beta and crop_s positive")
 
 
 def ema_decay_at(step: int, *, start: float, end: float, anneal_steps: int) -> float:

@@ -223,15 +223,15 @@ class TranscriptionOptions:
 
     def __post_init__(self) -> None:
         if self.head not in _HEADS:
-            raise ValueError(f"head must be one of {_HEADS}, got {self.head!r}")
+            raise ConfigError(f"head must be one of {_HEADS}, got {self.head!r}")
         if self.mlp_hidden < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("mlp_hidden must be >= 1 and dropout in [0, 1)")
+            raise ConfigError("mlp_hidden must be >= 1 and dropout in [0, 1)")
         if not 0.0 < self.prior_prob < 1.0 or not 0.0 < self.threshold < 1.0:
-            raise ValueError("prior_prob and threshold must lie in (0, 1)")
+            raise ConfigError("prior_prob and threshold must lie in (0, 1)")
         if self.onset_weight < 0 or self.onset_tolerance <= 0 or self.max_frame_mismatch < 0 or self.crop_s <= 0:
-            raise ValueError("onset_weight and max_frame_mismatch must be >= 0, onset_tolerance and crop_s positive")
+            raise ConfigError("onset_weight and max_frame_mismatch must be >= 0, onset_tolerance and crop_s positive")
         if self.offset_ratio is not None and self.offset_ratio <= 0:
-            raise ValueError(f"offset_ratio must be positive or None, got {self.offset_ratio}")
+            raise ConfigError(f"offset_ratio must be positive or None, got {self.offset_ratio}")
 
 
 def _head(dim: int, o: TranscriptionOptions) -> nn.Module:
