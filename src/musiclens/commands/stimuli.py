@@ -22,17 +22,17 @@ def _csv_ints(text: str | None, *, option: str = "--midi") -> list[int] | None:
     out: list[int] = []
     for part in text.split(","):
         part = part.strip()
+        head, sep, tail = part[1:].partition("-")   # part[0] may be a minus sign
         try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1)
-                if int(hi) < int(lo):
-                    raise ValueError(part)
-                out.extend(range(int(lo), int(hi) + 1))
-            elif part:
-                out.append(int(part))
+            bounds = (int(part[:1] + head), int(tail)) if sep else ((int(part),) * 2 if part else None)
         except ValueError:
+            bounds = (1, 0)   # not an integer: refused below like a descending range
+        if bounds is None:
+            continue
+        if bounds[1] < bounds[0]:
             raise ConfigError(f"{option} {text!r}: {part!r} is not an integer or an ascending range; write e.g. "
-                              "60-95 or 60,64,67 or 60-71,84") from None
+                              "60-95 or 60,64,67 or 60-71,84")
+        out.extend(range(bounds[0], bounds[1] + 1))
     return out
 
 

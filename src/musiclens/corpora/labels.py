@@ -302,7 +302,7 @@ def validate_labels(labels: MusicLabels) -> None:
                 mir_eval.chord.validate(clab, clab)
                 mir_eval.util.validate_intervals(civ)
                 if abs(civ[0, 0]) > 1e-9 or np.any(np.abs(civ[1:, 0] - civ[:-1, 1]) > 1e-9):
-                    raise ValueError("chord segments must start at 0 and be contiguous")
+                    raise StimulusError("chord segments must start at 0 and be contiguous")
             if labels.key is not None:
                 mir_eval.key.validate_key(labels.key)
     except ValueError as err:
