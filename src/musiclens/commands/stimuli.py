@@ -1,4 +1,4 @@
-"""``musiclens stimuli ...``: render note grids and read NSynth into StimulusSet folders."""
+"""``musiclens stimuli ...``: render note grids, read NSynth, or import a folder of audio into StimulusSet folders."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from musiclens.fsutil import check_out
 
 __all__ = ["register"]
 
-stimuli_app = typer.Typer(help="Make stimulus sets: SoundFont/additive note grids, or notes read from NSynth.",
+stimuli_app = typer.Typer(help="Make stimulus sets: SoundFont/additive note grids, notes read from NSynth, or your own audio folder.",
                           no_args_is_help=True)
 
 
@@ -107,6 +107,37 @@ def nsynth_command(
     )
     s.save(out, overwrite=overwrite)
     _summary(s, out)
+
+
+@stimuli_app.command("import")
+def import_command(
+    audio_dir: Path = typer.Argument(..., help="Folder of audio files (wav, flac, ogg, mp3, aiff; searched recursively)."),
+    metadata: Path = typer.Option(..., "--metadata", "-m", help="CSV, TSV or Parquet table, one row per file, keyed by file name."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output StimulusSet folder."),
+    file_column: str = typer.Option("file", help="Column of the table holding each file's name or path relative to AUDIO_DIR."),
+    sample_rate: int = typer.Option(None, help="Resample every file to this rate in Hz (default: the files' common rate)."),
+    silence_db: float = typer.Option(-100.0, help="A file whose peak is below this many dBFS counts as silent (bad)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out bad files/rows (listed in manifest.json) instead of failing."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
+) -> None:
+    """Your own sounds: a folder of audio files + a metadata table -> StimulusSet folder.
+
+    Optional label columns (midi, velocity, pitch_hz, instrument, family) are checked; any other
+    column is kept.  Files without a row, rows without a file, duplicates, unreadable or silent
+    files are named together in one error (or skipped with --skip-bad).
+    """
+    from musiclens.stimuli.folder import import_folder
+
+    check_out(out, "stimuli", overwrite=overwrite)   # before reading any audio
+    s = import_folder(audio_dir, metadata, sample_rate=sample_rate, file_column=file_column, skip_bad=skip_bad,
+                      silence_db=silence_db)
+    s.save(out, overwrite=overwrite)
+    typer.echo(f"wrote {len(s)} stimuli to {out}  (sample rate {s.sample_rate} Hz, content hash {s.content_hash()[:16]})")
+    n_conv = len(s.info.get("conversions") or {})
+    if n_conv:
+        typer.echo(f"  {n_conv} file(s) downmixed or resampled (recorded in manifest.json)")
+    if s.info.get("skipped"):
+        typer.echo(f"  skipped {len(s.info['skipped'])} bad file(s)/row(s) (listed in manifest.json)")
 
 
 @stimuli_app.command("instruments")

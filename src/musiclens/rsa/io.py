@@ -6,7 +6,9 @@ key ``stimulus_id``) or from a feature-store folder through
 
 :func:`rsa_to_folder` runs :func:`~musiclens.rsa.pipeline.run_rsa` and writes, atomically:
 ``rsa.csv``, ``rsa.parquet``, ``rsa_tests.csv``, ``per_subject.csv``, ``rdms.npz``,
-``conditions.csv``, the PNG figures and ``manifest.json`` (versions, seed, input hashes, timings).
+``conditions.csv``, the PNG figures and ``manifest.json`` (versions, seed, input hashes, timings);
+with measured RDMs (``targets``) also ``targets.csv``, ``targets_pairwise.csv`` and their figures
+(:mod:`musiclens.rsa.target_analysis`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +27,9 @@ from musiclens.errors import AnalysisError, DatasetError, MissingDependencyError
 from musiclens.fsutil import atomic_dir, atomic_write_json, check_out
 from musiclens.provenance import Timer, environment, hash_array, hash_path
 from musiclens.rsa.pipeline import RSAResult, run_rsa
+
+if TYPE_CHECKING:
+    from musiclens.rsa.target_analysis import TargetResults
 
 __all__ = ["load_activations", "rsa_to_folder"]
 
@@ -74,8 +80,10 @@ def rsa_to_folder(
     out: str | Path,
     figures: bool = True,
     assume_order: bool = False,
+    targets: Sequence[str | Path] = (),
+    target_options: dict[str, Any] | None = None,
     **kwargs: Any,
-) -> RSAResult:
+) -> RSAResult | None:
     """Run RSA on files and write the run folder ``out``.
 
     Parameters
@@ -94,8 +102,18 @@ def rsa_to_folder(
         Allow an ``.npz`` without a ``stimulus_id`` key, taking its rows to be in the metadata's
         order (recorded in the manifest).  Without it such a file is refused: shuffled rows would
         give wrong numbers without any sign.
+    targets
+        Measured-RDM files (:func:`~musiclens.rsa.targets.load_targets`; ``NAME=PATH`` names one):
+        every layer and every model RDM in ``models`` is evaluated against each
+        (:func:`~musiclens.rsa.target_analysis.run_targets`), written as ``targets.csv``,
+        ``targets_pairwise.csv`` and figures.  With targets, ``models`` may be empty (no model-RDM RSA).
+    target_options
+        Passed to :func:`~musiclens.rsa.target_analysis.run_targets` (``method``, ``bootstrap``,
+        ``n_bootstraps``, ``correction``, ``noise_ceiling``...).
     **kwargs
         Passed to :func:`~musiclens.rsa.pipeline.run_rsa` (``network``, ``models``, ``method``...).
+
+    Returns the RSA result, or ``None`` when only targets were analysed.
     """
     from musiclens.stimuli.stimulus_set import StimulusSet
 
@@ -113,29 +131,63 @@ def rsa_to_folder(
     if ids is None:
         logger.warning("%s has no stimulus ids: its rows are taken to be in the metadata's order (assume_order)",
                        activations)
-    result = run_rsa(layers, metadata, stimulus_ids=ids, **kwargs)
+    loaded = []
+    if targets:
+        from musiclens.rsa.target_analysis import check_target_options
+        from musiclens.rsa.targets import load_targets
+
+        check_target_options(alpha=float(kwargs.get("alpha", 0.05)), **(target_options or {}))
+        order = ids if ids is not None else metadata["stimulus_id"].astype(str).tolist()
+        with timer("load_targets"):   # every file checked before any analysis
+            loaded = [load_targets(t, stimulus_ids=order if assume_order else None) for t in targets]
+    models = list(kwargs.get("models") or [])
+    if not models and not loaded:
+        from musiclens.errors import ConfigError
+
+        raise ConfigError("nothing to compare: give model RDM names (models=[...], --models) and/or measured RDM "
+                          "files (targets=[...], --targets)")
+    result = run_rsa(layers, metadata, stimulus_ids=ids, **kwargs) if models else None
+    target_results = None
+    if loaded:
+        from musiclens.rsa.target_analysis import run_targets
+
+        network = str(kwargs.get("network", "network"))
+        with timer("targets"):
+            target_results = run_targets(
+                loaded, {network: (layers, ids if ids is not None else metadata["stimulus_id"].astype(str).tolist())},
+                metadata=metadata, models=models, distance=str(kwargs.get("distance", "correlation")),
+                seed=int(kwargs.get("seed", 0)), alpha=float(kwargs.get("alpha", 0.05)), **(target_options or {}))
     with atomic_dir(out, overwrite=True, kind="rsa") as tmp:   # appears whole, or not at all
         _write_rsa_folder(tmp, result, timer, figures=figures, activations=activations, layers=layers,
                           stimuli=stimuli, metadata=metadata, row_order="stimulus_id" if ids is not None
-                          else "assumed: the metadata's order (assume_order)")
+                          else "assumed: the metadata's order (assume_order)", targets=target_results)
     logger.info("RSA results in %s", out)
     return result
 
 
-def _write_rsa_folder(out: Path, result: RSAResult, timer: Timer, *, figures: bool, activations: Path,
-                      layers: dict[str, np.ndarray], stimuli: Path, metadata: pd.DataFrame, row_order: str) -> None:
-    with timer("write_tables"):
-        written = result.save(out)
-    if figures:
-        from musiclens.rsa.plots import save_figures
+def _write_rsa_folder(out: Path, result: RSAResult | None, timer: Timer, *, figures: bool, activations: Path,
+                      layers: dict[str, np.ndarray], stimuli: Path, metadata: pd.DataFrame, row_order: str,
+                      targets: TargetResults | None = None) -> None:
+    written: list[Path] = []
+    if result is not None:
+        with timer("write_tables"):
+            written += result.save(out)
+        if figures:
+            from musiclens.rsa.plots import save_figures
 
-        with timer("figures"):
-            written += save_figures(result, out, seed=int(result.config["seed"]))
-    timings = {**result.timings, **timer.seconds}
+            with timer("figures"):
+                written += save_figures(result, out, seed=int(result.config["seed"]))
+    if targets is not None:
+        with timer("write_targets"):
+            written += targets.save(out, figures=figures)
+    timings = {**(result.timings if result is not None else {}), **timer.seconds}
+    config = dict(result.config) if result is not None else {}
     manifest = {
         "command": "rsa",
-        "config": result.config,
-        "seed": result.config["seed"],
+        "config": config,
+        "seed": config.get("seed", targets.config["seed"] if targets is not None else None),
+        "targets": None if targets is None else {"config": targets.config, "files": targets.targets,
+                                                 "omitted": targets.omitted},
         "inputs": {
             "activations": str(activations),
             "activations_sha256": hash_path(activations),

@@ -1,0 +1,282 @@
+"""Networks and model RDMs against measured RDMs: candidates, tables, figures, one sentence.
+
+:func:`run_targets` turns every layer of every network (pooled activations, rows named by
+stimulus id) and, optionally, model RDMs computed from metadata into fixed candidate RDMs over
+each target's stimuli, and evaluates them with :func:`~musiclens.rsa.evaluate.evaluate_targets`.
+Candidates are named ``NETWORK/LAYER`` (group: the network) and ``model/NAME`` (group
+``model``), so measured RDMs and metadata models meet in one comparison.
+
+:class:`TargetResults` holds the tidy tables — ``targets.csv`` (one row per target × candidate),
+``targets_pairwise.csv`` (every candidate pair) — and writes the figures rsatoolbox users know:
+the layer profile of every network against the noise-ceiling band, and the model comparison
+(each network's best layer and each model RDM as bars with their standard errors, the noise
+ceiling as a band, and a line over every pair whose difference is significant after correction).
+
+The best layer of a network is the one with the largest evaluation on these same data; the
+comparison of best layers is therefore optimistic for every network alike (the selection is said
+in the sentence and the figure title).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from musiclens.errors import AnalysisError, ConfigError
+from musiclens.fsutil import atomic_write_text
+from musiclens.rsa.evaluate import TargetEvaluation, evaluate_targets
+from musiclens.rsa.models import model_rdm
+from musiclens.rsa.rdm import compute_rdm
+from musiclens.rsa.targets import TargetRDMs, align_to, describe
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["run_targets", "check_target_options", "TargetResults", "best_sentence"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TargetResults:
+    """Evaluations of every candidate against every target."""
+
+    evaluations: dict[str, TargetEvaluation]
+    layer_order: dict[str, list[str]]
+    omitted: list[dict[str, str]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return pd.concat([e.table for e in self.evaluations.values()], ignore_index=True)
+
+    @property
+    def pairwise(self) -> pd.DataFrame:
+        return pd.concat([e.pairwise for e in self.evaluations.values()], ignore_index=True)
+
+    def best_layers(self, target: str) -> pd.DataFrame:
+        """Each network's best layer and every model RDM, for ``target``."""
+        t = self.evaluations[target].table
+        nets = t[t["group"] != "model"]
+        best = nets.loc[nets.groupby("group", sort=False)["value"].idxmax()]
+        return pd.concat([best, t[t["group"] == "model"]]).sort_values("value", ascending=False)
+
+    def save(self, folder: str | Path, *, figures: bool = True) -> list[Path]:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [atomic_write_text(folder / "targets.csv", self.table.to_csv(index=False, float_format="%.10g")),
+                 atomic_write_text(folder / "targets_pairwise.csv",
+                                   self.pairwise.to_csv(index=False, float_format="%.10g"))]
+        if figures:
+            from musiclens.plotting import file_safe, save_pngs
+
+            figs: dict[str, Figure] = {}
+            for name in self.evaluations:
+                figs[f"targets_{file_safe(name)}_layers.png"] = plot_target_profiles(self, name)
+                figs[f"targets_{file_safe(name)}_comparison.png"] = plot_model_comparison(self, name)
+            paths += save_pngs(figs, folder, dpi=120)
+        return paths
+
+
+def _candidates_for(target: TargetRDMs, networks: Mapping[str, tuple[Mapping[str, np.ndarray], Sequence[str]]],
+                    metadata: pd.DataFrame | None, models: Sequence[str], distance: str,
+                    omitted: list[dict[str, str]]) -> tuple[TargetRDMs, list[np.ndarray], list[str], list[str]]:
+    vecs: list[np.ndarray] = []
+    names: list[str] = []
+    groups: list[str] = []
+    aligned: TargetRDMs | None = None
+    for net, (layers, ids) in networks.items():
+        tgt, pos = align_to(target, ids)
+        if aligned is None:
+            aligned = tgt
+        for layer, x in layers.items():
+            try:
+                vecs.append(compute_rdm(np.asarray(x, dtype=float)[pos], distance=distance, what=f"{net}/{layer}"))
+            except AnalysisError as err:
+                omitted.append({"target": target.name, "candidate": f"{net}/{layer}", "reason": str(err)})
+                logger.warning("target %s: left out %s/%s (%s)", target.name, net, layer, err)
+                continue
+            names.append(f"{net}/{layer}")
+            groups.append(net)
+    if models:
+        if metadata is None:
+            raise ConfigError("model RDMs as candidates need the stimulus metadata")
+        if aligned is None:
+            aligned, _ = align_to(target, metadata["stimulus_id"].astype(str).tolist())
+        meta = metadata.set_index(metadata["stimulus_id"].astype(str)).loc[aligned.stimulus_ids].reset_index(drop=True)
+        for m in models:
+            try:
+                vecs.append(model_rdm(m, meta))
+            except AnalysisError as err:
+                omitted.append({"target": target.name, "candidate": f"model/{m}", "reason": str(err)})
+                continue
+            names.append(f"model/{m}")
+            groups.append("model")
+    if aligned is None or not vecs:
+        raise AnalysisError(f"target {target.name!r}: no candidate RDM to evaluate (no network layer or model RDM "
+                            "could be built; see the log)")
+    return aligned, vecs, names, groups
+
+
+def check_target_options(*, method: str = "corr", bootstrap: str = "dual", n_bootstraps: int = 1000,
+                         correction: str = "fdr_bh", alpha: float = 0.05, noise_ceiling: bool = True) -> None:
+    """Validate the evaluation options before any work (each a musiclens error naming the fix)."""
+    from musiclens.rsa.compare import COMPARISONS
+    from musiclens.rsa.evaluate import BOOTSTRAPS
+    from musiclens.rsa.inference import CORRECTIONS
+
+    COMPARISONS.get(method)
+    CORRECTIONS.get(correction)
+    if bootstrap not in BOOTSTRAPS:
+        raise ConfigError(f"bootstrap={bootstrap!r}; use one of {', '.join(BOOTSTRAPS)}")
+    if isinstance(n_bootstraps, bool) or not isinstance(n_bootstraps, int) or n_bootstraps < 0:
+        raise ConfigError(f"n_bootstraps={n_bootstraps!r}; give a whole number >= 0 (0: no bootstrap)")
+    if bootstrap != "none" and 0 < n_bootstraps < 10:
+        raise ConfigError(f"n_bootstraps={n_bootstraps}: too few resamples for a variance; use >= 10 (1000 is usual)")
+    if not 0 < float(alpha) < 1:
+        raise ConfigError(f"alpha={alpha!r}; give a level between 0 and 1, e.g. 0.05")
+
+
+def run_targets(
+    targets: Sequence[TargetRDMs],
+    networks: Mapping[str, tuple[Mapping[str, np.ndarray], Sequence[str]]],
+    *,
+    metadata: pd.DataFrame | None = None,
+    models: Sequence[str] = (),
+    distance: str = "correlation",
+    method: str = "corr",
+    bootstrap: str = "dual",
+    n_bootstraps: int = 1000,
+    seed: int = 0,
+    correction: str = "fdr_bh",
+    alpha: float = 0.05,
+    noise_ceiling: bool = True,
+) -> TargetResults:
+    """Evaluate every network layer (and model RDM) against every target.
+
+    Parameters
+    ----------
+    networks
+        ``{network: (layers, stimulus_ids)}``: pooled activations ``{layer: [shape=(n_stimuli, dim)]}``
+        whose rows are the stimuli ``stimulus_ids``.
+    metadata
+        The stimulus set's metadata (for ``models``).
+    models
+        Model RDM names (:data:`musiclens.rsa.models.MODEL_RDMS`) to evaluate beside the layers.
+    """
+    if not targets:
+        raise ConfigError("give at least one target RDM file")
+    check_target_options(method=method, bootstrap=bootstrap, n_bootstraps=n_bootstraps, correction=correction,
+                         alpha=alpha, noise_ceiling=noise_ceiling)
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"target names repeat ({names}); name them NAME=PATH")
+    omitted: list[dict[str, str]] = []
+    out: dict[str, TargetEvaluation] = {}
+    described: list[dict[str, Any]] = []
+    for k, target in enumerate(targets):
+        aligned, vecs, cand_names, groups = _candidates_for(target, networks, metadata, models, distance, omitted)
+        out[target.name] = evaluate_targets(
+            np.stack(vecs), cand_names, aligned, method=method, bootstrap=bootstrap, n_bootstraps=n_bootstraps,
+            seed=seed + k, correction=correction, alpha=alpha, noise_ceiling=noise_ceiling, groups=groups)
+        described.append(describe(aligned))
+    layer_order = {net: [str(layer) for layer in layers] for net, (layers, _) in networks.items()}
+    config = {"distance": distance, "method": method, "bootstrap": bootstrap, "n_bootstraps": n_bootstraps,
+              "seed": seed, "correction": correction, "alpha": alpha, "noise_ceiling": noise_ceiling,
+              "models": list(models)}
+    return TargetResults(out, layer_order, omitted, described, config)
+
+
+def best_sentence(results: TargetResults, target: str) -> str:
+    """One sentence naming the best network/layer for ``target`` and whether it reaches the noise ceiling."""
+    ev = results.evaluations[target]
+    t = ev.table
+    best = t.loc[t["best"]].iloc[0]
+    lo, hi = ev.noise_ceiling_fixed
+    text = (f"For {target} ({int(best['n_subjects'])} subjects, {int(best['n_stimuli'])} stimuli, {best['method']}), "
+            f"the best candidate is {best['candidate']} ({best['value']:.3f} ± {best['se']:.3f} SE)")
+    if np.isfinite(lo):
+        reach = "reaches" if bool(best["reaches_lower_bound"]) else "does not reach"
+        text += (f"; it {reach} the lower noise-ceiling bound {lo:.3f} (upper {hi:.3f}; "
+                 f"p = {best['p_noise_lower']:.3g} against the lower bound)")
+    pw = ev.pairwise
+    others = pw[((pw["candidate_a"] == best["candidate"]) | (pw["candidate_b"] == best["candidate"]))]
+    if len(others) and others["p_corrected"].notna().any():
+        n_sig = int(others["significant"].sum())
+        text += f"; it is significantly better than {n_sig} of {len(others)} other candidates ({ev.info['correction']})"
+    return text + ". The best layer is chosen on these data."
+
+
+def plot_target_profiles(results: TargetResults, target: str) -> Figure:
+    """Each network's evaluation per layer (± SE) against the noise-ceiling band; model RDMs as dashed lines."""
+    from musiclens.plotting import pyplot
+
+    plt = pyplot()
+    ev = results.evaluations[target]
+    t = ev.table
+    nets = [g for g in dict.fromkeys(t["group"]) if g != "model"]
+    width = max(5.0, 0.35 * max((len(results.layer_order.get(n, [])) for n in nets), default=8) + 2)
+    fig, ax = plt.subplots(figsize=(width, 3.6))
+    lo, hi = ev.noise_ceiling_fixed
+    n_x = max((len(results.layer_order.get(n, [])) for n in nets), default=1)
+    if np.isfinite(lo):
+        ax.axhspan(lo, hi, color="0.85", label="noise ceiling")
+    for net in nets:
+        g = t[t["group"] == net].copy()
+        g["layer"] = g["candidate"].str.slice(len(net) + 1)
+        order = [la for la in results.layer_order.get(net, []) if la in set(g["layer"])]
+        g = g.set_index("layer").loc[order]
+        x = np.arange(len(order))
+        ax.errorbar(x, g["value"], yerr=g["se"], marker="o", ms=3, capsize=2, label=net)
+    for _, row in t[t["group"] == "model"].iterrows():
+        ax.axhline(row["value"], ls="--", lw=1, color="0.3")
+        ax.text(n_x - 0.5, row["value"], row["candidate"], fontsize=7, va="bottom", ha="right")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel(f"{ev.info['method']} with {target}")
+    ax.set_title(f"{target}: every layer against the measured RDMs (± SE, {ev.info['bootstrap']} bootstrap)", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_model_comparison(results: TargetResults, target: str) -> Figure:
+    """rsatoolbox-style bars: best layer per network and model RDMs, noise ceiling, significance lines."""
+    from musiclens.plotting import pyplot
+
+    plt = pyplot()
+    ev = results.evaluations[target]
+    bars = results.best_layers(target)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(bars) + 2), 4.2))
+    x = np.arange(len(bars))
+    lo, hi = ev.noise_ceiling_fixed
+    if np.isfinite(lo):
+        ax.axhspan(lo, hi, color="0.85", zorder=0, label="noise ceiling")
+    colors = ["C1" if g == "model" else "C0" for g in bars["group"]]
+    ax.bar(x, bars["value"], yerr=bars["se"], color=colors, capsize=3, zorder=2)
+    ax.set_xticks(x, bars["candidate"], rotation=45, ha="right", fontsize=7)
+    pw = ev.pairwise.set_index(["candidate_a", "candidate_b"])
+    names = bars["candidate"].tolist()
+    top = float(np.nanmax(bars["value"] + bars["se"].fillna(0)))
+    top = max(top, hi if np.isfinite(hi) else top)
+    step = 0.04 * (abs(top) or 1.0)
+    level = 0
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            key = (names[i], names[j]) if (names[i], names[j]) in pw.index else (names[j], names[i])
+            if key in pw.index and bool(pw.loc[key, "significant"]):
+                y = top + step * (1 + level)
+                ax.plot([i, j], [y, y], color="k", lw=0.8)
+                level += 1
+    ax.set_ylabel(f"{ev.info['method']} with {target}")
+    ax.set_title(f"{target}: best layer per network (chosen on these data) and model RDMs;\nlines: pairs different "
+                 f"after {ev.info['correction']} (α = {ev.info['alpha']})", fontsize=8)
+    fig.tight_layout()
+    return fig
