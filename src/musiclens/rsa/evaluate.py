@@ -158,6 +158,69 @@ def _one_sample(cands: np.ndarray, data: np.ndarray, method: str, subjects: np.n
     return evals, low, high
 
 
+class _Moments:
+    """Pearson (``corr``) and cosine comparisons on resampled stimuli from weighted pair moments.
+
+    A stimulus resample repeats pairs: pair ``(i, j)`` appears ``w = count_i * count_j`` times.
+    Every quantity ``corr``/``cosine`` needs is a weighted sum over the original pairs, so a
+    resample costs one weighted product ``A diag(w) B^T`` instead of building the repeated vectors.
+    The noise ceiling follows from the subjects' weighted correlation (or cosine) matrix ``R``:
+    pooling z-scored (RMS-normalised) subject RDMs with copy counts ``c`` and comparing with
+    subject ``u`` gives ``(R c)_u / sqrt(c' R c)`` (leave-one-out: ``c`` with ``c_u = 0``).
+    Equal to the explicit construction to float precision (tested against rsatoolbox).
+    """
+
+    def __init__(self, cands: np.ndarray, data: np.ndarray, method: str) -> None:
+        self.centre = method == "corr"
+        # centring by the plain means first keeps the weighted moments free of cancellation
+        self.a = cands - cands.mean(axis=1, keepdims=True) if self.centre else cands
+        self.b = data - data.mean(axis=1, keepdims=True) if self.centre else data
+        self.a2, self.b2 = self.a**2, self.b**2
+        self.full = self.state(None)
+
+    def state(self, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(S [n_cands, n_subjects], R [n_subjects, n_subjects])`` under pair weights ``w``."""
+        a, b = self.a, self.b
+        if w is None:
+            w = np.ones(a.shape[1])
+        bw = b * w
+        sab, sbb = a @ bw.T, b @ bw.T
+        if self.centre:
+            big_w = w.sum()
+            sa, sb = a @ w, b @ w
+            sab = sab - np.outer(sa, sb) / big_w
+            sbb = sbb - np.outer(sb, sb) / big_w
+            va = self.a2 @ w - sa**2 / big_w
+        else:
+            va = self.a2 @ w
+        vb = np.diag(sbb).copy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            na, nb = np.sqrt(np.maximum(va, 0)), np.sqrt(np.maximum(vb, 0))
+            sims = np.where(np.outer(na, nb) > 0, sab / np.outer(na, nb), 0.0)
+            r = np.where(np.outer(nb, nb) > 0, sbb / np.outer(nb, nb), 0.0)
+        return sims, r
+
+    @staticmethod
+    def noise_ceiling(r: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+        u = np.flatnonzero(counts > 0)
+        rc = r @ counts
+        crc = float(counts @ rc)
+        upper = float(np.mean(rc[u] / np.sqrt(crc)))
+        if u.size < 2:
+            return float("nan"), upper
+        cu, ruu = counts[u], np.diag(r)[u]
+        num = rc[u] - ruu * cu
+        den = crc - 2 * cu * rc[u] + cu**2 * ruu
+        return float(np.mean(num / np.sqrt(den))), upper
+
+
+def _pair_weights(stimuli: np.ndarray, n: int, keep: np.ndarray) -> np.ndarray:
+    """Copies of each complete pair in the RDM over the resampled ``stimuli``."""
+    counts = np.bincount(stimuli, minlength=n).astype(float)
+    i, j = np.triu_indices(n, 1)
+    return (counts[i] * counts[j])[keep]
+
+
 def _correct_1d(var: np.ndarray, n_pattern: int | None, n_rdm: int | None) -> np.ndarray:
     ns = [x for x in (n_pattern, n_rdm) if x is not None]
     if not ns:
@@ -310,20 +373,34 @@ def evaluate_targets(
                                                                       seed=seed)
     n_boot = res.n
 
+    fast = _Moments(cands_k, data_k, method) if method in ("corr", "cosine") else None
+    pattern_state: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
     def run(subj: np.ndarray | None, stim: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         ev = np.full((n_boot, cands.shape[0]), np.nan)
         nc = np.full((2, n_boot), np.nan)
         for b in range(n_boot):
-            s = None if subj is None else subj[b]
+            if stim is not None and np.unique(stim[b]).size < 3:
+                continue              # too few distinct stimuli: a missing resample, as in rsatoolbox
+            if fast is not None:
+                if stim is None:
+                    sims, r = fast.full
+                else:
+                    if b not in pattern_state:   # shared by the dual bootstrap's both- and stimuli-runs
+                        pattern_state[b] = fast.state(_pair_weights(stim[b], n_stim, keep))
+                    sims, r = pattern_state[b]
+                counts = np.ones(n_subj) if subj is None else np.bincount(subj[b], minlength=n_subj).astype(float)
+                ev[b] = sims @ counts / counts.sum()
+                if noise_ceiling:
+                    nc[0, b], nc[1, b] = _Moments.noise_ceiling(r, counts)
+                continue
             if stim is not None:
-                if np.unique(stim[b]).size < 3:
-                    continue
                 cols = col_of[sample_pairs(stim[b], n_stim)]
                 cols = cols[cols >= 0]
                 c_b, d_b = cands_k[:, cols], data_k[:, cols]
             else:
                 c_b, d_b = cands_k, data_k
-            ev[b], nc[0, b], nc[1, b] = _one_sample(c_b, d_b, method, s)
+            ev[b], nc[0, b], nc[1, b] = _one_sample(c_b, d_b, method, None if subj is None else subj[b])
         return ev, nc
 
     variances: np.ndarray | None = None
