@@ -64,6 +64,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "grid": "paper", "instruments": None, "midi": None, "velocities": None, "synth": None,
         "backend": "auto", "soundfont": None, "sample_rate": None, "duration_s": None, "hold_s": None,
         "normalize": "none", "on_out_of_range": "error",
+        # your own sounds instead of a rendered grid: a folder of audio + a table keyed by file name
+        # (musiclens.stimuli.folder.import_folder); sample_rate above resamples them
+        "folder": None, "metadata": None, "file_column": "file", "skip_bad": False,
     },
     "networks": {},
     "rsa": {
@@ -87,6 +90,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     # groups, RSA statistics "STATISTIC:MODEL_RDM", probe tasks; the headline one leads the report.
     "contrasts": {"pairs": [], "rsa": [], "probe_tasks": None, "headline": None, "n_permutations": 10000,
                   "n_bootstraps": 5000},
+    # Measured RDMs (MEG, fMRI, behaviour) every network is evaluated against (musiclens.study_steps.targets).
+    "targets": {"files": [], "networks": None, "models": [], "method": "corr", "bootstrap": "dual",
+                "n_bootstraps": 1000, "correction": "fdr_bh", "alpha": 0.05, "noise_ceiling": True},
     # Named overlays merged onto the study by `musiclens run --scale NAME` (e.g. quick/full).
     "scales": {},
     "steps": {"run": ["stimuli", "summary"]},
@@ -109,7 +115,7 @@ TRAINING_KEYS: dict[str, Any] = {
 #: Keys of one entry of ``networks`` (a mapping name -> entry).
 NETWORK_KEYS: dict[str, Any] = {
     "model": None, "options": {}, "layers": None, "randomize": False, "seed": 0, "batch_size": 8,
-    "description": "", "trained": None, "group": None,
+    "description": "", "trained": None, "group": None, "devices": 1,
 }
 
 _FREE_SECTIONS = {"networks": NETWORK_KEYS, "corpora": CORPUS_KEYS, "training": TRAINING_KEYS}
@@ -418,6 +424,12 @@ def _stimuli_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     folder = run_dir / "stimuli"
     if folder.is_dir():  # finished earlier by an interrupted run: validate instead of redoing
         s = StimulusSet.load(folder)
+    elif cfg["folder"] is not None:
+        from musiclens.stimuli.folder import import_folder
+
+        s = import_folder(cfg["folder"], cfg["metadata"], sample_rate=cfg["sample_rate"],
+                          file_column=str(cfg["file_column"]), skip_bad=bool(cfg["skip_bad"]))
+        s.save(folder)
     else:
         s = render_notes(
             grid=cfg["grid"], instruments=cfg["instruments"], midi=cfg["midi"], velocities=cfg["velocities"],
@@ -464,8 +476,8 @@ def _extract_step(study: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         extract_to_store(
             model, run_dir / "stimuli", store, layers=net["layers"], pooling=study["rsa"]["pooling"],
             batch_size=int(net["batch_size"]), randomize=bool(net["randomize"]), seed=int(net["seed"]),
-            options=options,
-        )  # resumable; a finished store costs nothing
+            options=options, devices=int(net.get("devices", 1)),
+        )  # resumable; a finished store costs nothing; devices: local processes that split the stimuli
         outputs.append(f"features/{name}")
         stores[name] = str(store)
     return {"outputs": outputs, "stores": stores}
@@ -532,6 +544,18 @@ def _check_stimuli(study: dict[str, Any]) -> None:
     from musiclens.stimuli.notes import note_grid, plan_grid
 
     cfg = study["stimuli"]
+    if cfg["folder"] is not None:   # own sounds: the folder and table must be there (audio is read by the step)
+        from musiclens.stimuli.folder import read_table
+
+        if not Path(str(cfg["folder"])).is_dir():
+            raise ConfigError(f"stimuli.folder {cfg['folder']!r} is not a folder; give the folder of your audio files")
+        if cfg["metadata"] is None:
+            raise ConfigError("stimuli.folder needs stimuli.metadata: a CSV/TSV/Parquet table keyed by file name")
+        table = read_table(str(cfg["metadata"]))
+        if str(cfg["file_column"]) not in table.columns:
+            raise ConfigError(f"stimuli.metadata {cfg['metadata']} has no column {cfg['file_column']!r} "
+                              f"(columns: {list(table.columns)}); set stimuli.file_column")
+        return
     grid = note_grid(grid=cfg["grid"], instruments=cfg["instruments"], midi=cfg["midi"], velocities=cfg["velocities"],
                      synth=cfg["synth"], sample_rate=cfg["sample_rate"], duration_s=cfg["duration_s"],
                      hold_s=cfg["hold_s"])
@@ -546,6 +570,7 @@ def check_network(where: str, net: Mapping[str, Any], *, pooling: str | None = N
 
     check_count(f"{where}.batch_size", net["batch_size"], minimum=1)
     check_count(f"{where}.seed", net["seed"])
+    check_count(f"{where}.devices", net.get("devices", 1), minimum=1)
     if pooling is not None and pooling != "none" and pooling not in POOLINGS:
         raise ConfigError(f"rsa.pooling {pooling!r} is unknown; choose 'none' or one of {', '.join(POOLINGS)}")
     if net.get("trained"):

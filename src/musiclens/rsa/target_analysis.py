@@ -194,23 +194,23 @@ def run_targets(
     return TargetResults(out, layer_order, omitted, described, config)
 
 
-def best_sentence(results: TargetResults, target: str) -> str:
-    """One sentence naming the best network/layer for ``target`` and whether it reaches the noise ceiling."""
-    ev = results.evaluations[target]
-    t = ev.table
-    best = t.loc[t["best"]].iloc[0]
-    lo, hi = ev.noise_ceiling_fixed
+def best_sentence(table: pd.DataFrame, pairwise: pd.DataFrame) -> str:
+    """One sentence naming the best candidate for one target (its rows of ``targets.csv`` and
+    ``targets_pairwise.csv``) and whether it reaches the lower noise-ceiling bound."""
+    best = table.loc[table["value"].idxmax()]
+    target = best["target"]
+    lo, hi = float(best["noise_lower"]), float(best["noise_upper"])
     text = (f"For {target} ({int(best['n_subjects'])} subjects, {int(best['n_stimuli'])} stimuli, {best['method']}), "
-            f"the best candidate is {best['candidate']} ({best['value']:.3f} ± {best['se']:.3f} SE)")
+            f"the best of {len(table)} candidates is {best['candidate']} ({best['value']:.3f} ± {best['se']:.3f} SE)")
     if np.isfinite(lo):
         reach = "reaches" if bool(best["reaches_lower_bound"]) else "does not reach"
         text += (f"; it {reach} the lower noise-ceiling bound {lo:.3f} (upper {hi:.3f}; "
-                 f"p = {best['p_noise_lower']:.3g} against the lower bound)")
-    pw = ev.pairwise
-    others = pw[((pw["candidate_a"] == best["candidate"]) | (pw["candidate_b"] == best["candidate"]))]
-    if len(others) and others["p_corrected"].notna().any():
-        n_sig = int(others["significant"].sum())
-        text += f"; it is significantly better than {n_sig} of {len(others)} other candidates ({ev.info['correction']})"
+                 f"p = {float(best['p_noise_lower']):.3g} against the lower bound)")
+    mine = pairwise[(pairwise["candidate_a"] == best["candidate"]) | (pairwise["candidate_b"] == best["candidate"])]
+    if len(mine) and mine["p_corrected"].notna().any():
+        n_sig = int(mine["significant"].astype(bool).sum())
+        text += (f"; it is significantly better than {n_sig} of the {len(mine)} other candidates "
+                 f"({mine['correction'].iloc[0]}-corrected)")
     return text + ". The best layer is chosen on these data."
 
 
@@ -222,8 +222,8 @@ def plot_target_profiles(results: TargetResults, target: str) -> Figure:
     ev = results.evaluations[target]
     t = ev.table
     nets = [g for g in dict.fromkeys(t["group"]) if g != "model"]
-    width = max(5.0, 0.35 * max((len(results.layer_order.get(n, [])) for n in nets), default=8) + 2)
-    fig, ax = plt.subplots(figsize=(width, 3.6))
+    width = max(6.0, 0.35 * max((len(results.layer_order.get(n, [])) for n in nets), default=8) + 2)
+    fig, ax = plt.subplots(figsize=(width, 3.6), layout="constrained")
     lo, hi = ev.noise_ceiling_fixed
     n_x = max((len(results.layer_order.get(n, [])) for n in nets), default=1)
     if np.isfinite(lo):
@@ -237,13 +237,15 @@ def plot_target_profiles(results: TargetResults, target: str) -> Figure:
         ax.errorbar(x, g["value"], yerr=g["se"], marker="o", ms=3, capsize=2, label=net)
     for _, row in t[t["group"] == "model"].iterrows():
         ax.axhline(row["value"], ls="--", lw=1, color="0.3")
-        ax.text(n_x - 0.5, row["value"], row["candidate"], fontsize=7, va="bottom", ha="right")
+        ax.text(0.99, row["value"], row["candidate"], fontsize=7, va="bottom", ha="right",
+                transform=ax.get_yaxis_transform())   # x in axes fraction, y in data
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_xlabel("layer (input → output)")
+    ax.set_xlim(-0.5, n_x - 0.5)
+    ax.set_xlabel("layer index (input → output)")
     ax.set_ylabel(f"{ev.info['method']} with {target}")
-    ax.set_title(f"{target}: every layer against the measured RDMs (± SE, {ev.info['bootstrap']} bootstrap)", fontsize=9)
+    ax.set_title(f"{target}: every layer against the measured RDMs\n(± SE from the {ev.info['bootstrap']} bootstrap; "
+                 "grey: noise ceiling)", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
     return fig
 
 
@@ -254,7 +256,7 @@ def plot_model_comparison(results: TargetResults, target: str) -> Figure:
     plt = pyplot()
     ev = results.evaluations[target]
     bars = results.best_layers(target)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(bars) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(bars) + 2), 4.2), layout="constrained")
     x = np.arange(len(bars))
     lo, hi = ev.noise_ceiling_fixed
     if np.isfinite(lo):
@@ -278,5 +280,4 @@ def plot_model_comparison(results: TargetResults, target: str) -> Figure:
     ax.set_ylabel(f"{ev.info['method']} with {target}")
     ax.set_title(f"{target}: best layer per network (chosen on these data) and model RDMs;\nlines: pairs different "
                  f"after {ev.info['correction']} (α = {ev.info['alpha']})", fontsize=8)
-    fig.tight_layout()
     return fig
