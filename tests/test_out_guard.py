@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[list[str], bool]] = {
     "probe": (["probe", "-a", "acts", "-s", "stim", "-t", "pitch"], False),
     "stimuli notes": (["stimuli", "notes", "--midi", "60"], True),
     "stimuli nsynth": (["stimuli", "nsynth", "nsynth-root"], True),
+    "stimuli import": (["stimuli", "import", "audio-dir", "--metadata", "table.csv"], True),
     "corpus music": (["corpus", "music"], False),
     "corpus midi": (["corpus", "midi"], False),
     "corpus speech": (["corpus", "speech"], False),
