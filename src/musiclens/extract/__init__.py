@@ -43,7 +43,7 @@ def __getattr__(name: str) -> Any:
 
 def _hf_builder(family: str, doc: str) -> Any:
     def build(**options: Any) -> Any:
-        from musiclens.extract.hf import build_hf
+        from musiclens.extract.hf_loading import build_hf
 
         return build_hf(family, **options)
 

@@ -1,19 +1,28 @@
-"""Hugging Face audio models as extractors: wav2vec2, data2vec-audio, HuBERT, Whisper, AST, MERT.
+"""Hugging Face audio models as extractors: any waveform or spectrogram model transformers implements.
 
 Models load from a local directory (``from_pretrained(dir, local_files_only=True)``: nothing is
-downloaded) or are built from a config with random weights (tests, the untrained control).
-Layers are ``hidden_states``: ``layer_00`` (front-end / embedding output) to ``layer_L``.
-The model is always in ``eval()`` mode (no dropout, no LayerDrop).
+downloaded, no code from the directory runs) or are built from a config with random weights
+(tests, the untrained control).  The model is always in ``eval()`` mode (no dropout, no LayerDrop).
 
-Per family:
+Inputs are prepared by the directory's own feature extractor (``preprocessor_config.json``
+through ``transformers.AutoFeatureExtractor``), and the extractor's ``sample_rate`` is that
+feature extractor's ``sampling_rate``: clips at any other rate are resampled (and the conversion
+recorded) by :func:`musiclens.extract.extract_activations` before they reach the model, and the
+feature extractor itself refuses a mismatched rate.  A directory without one gets musiclens'
+defaults for its family (logged, and named in ``info()["preprocessing"]``).
 
-- **wav2vec2, data2vec-audio, HuBERT, MERT** (waveform in): the model's own normalisation
-  (zero mean, unit variance per clip, as ``Wav2Vec2FeatureExtractor``, when the directory's
-  ``preprocessor_config.json`` says ``do_normalize`` or by default).  Frames every
-  ``prod(conv_stride)`` samples, centred on their receptive field.  Clips of different lengths
-  share a batch (padded, with an attention mask) only for wav2vec2/HuBERT with
-  ``feat_extract_norm="layer"``; all others (``"group"``, data2vec-audio, MERT) are
-  bucketed by length, since padding changes their outputs (PAPERS §3.5 #19).
+Layers are the model's ``hidden_states``: ``layer_00`` (front-end / embedding output) to
+``layer_L``.  Frame times follow from the model's geometry (:mod:`musiclens.extract.hf_geometry`)
+and every forward pass checks them against the real output length (a
+:class:`~musiclens.extract.hf_geometry.FrameGeometryError` on a mismatch).  Per family:
+
+- **wav2vec2, data2vec-audio, HuBERT, WavLM, UniSpeech, UniSpeech-SAT, wav2vec2-conformer, MERT,
+  SEW, SEW-D** (waveform in, and any other transformers model with a ``conv_kernel`` /
+  ``conv_stride`` feature encoder and ``input_values``): frames every ``prod(conv_stride)``
+  samples, centred on their receptive field; SEW and SEW-D's transformer (all their hidden
+  states) runs on frames average-pooled by ``squeeze_factor``.  Clips of different lengths share a
+  batch (padded, with an attention mask) only for wav2vec2/HuBERT with ``feat_extract_norm=
+  "layer"``; all others are bucketed by length, since padding changes their outputs (PAPERS §3.5 #19).
 - **Whisper**: encoder only.  The log-mel input is padded to the model's context (30 s for real
   checkpoints); outputs are trimmed to the frames whose centre lies inside the clip
   (``ceil(n_samples / 320)`` at 16 kHz, 50 Hz).  Longer clips need windowing.
@@ -22,31 +31,47 @@ Per family:
   time patch 0, then of time patch 1, ...), so that valid tokens form a prefix and
   ``frame_times`` increase; ``valid_frames`` counts the patch tokens that overlap the clip
   (``f_dim`` per time patch).  Clips longer than ``max_length`` fbank frames need windowing.
+- **CLAP** (a ``ClapAudioModel`` directory, or a full ``ClapModel`` directory: its audio tower):
+  HTSAT stages of time x frequency tokens, as AST reordered time-major (each layer has its own
+  token grid, so its own ``frame_times``; see :class:`~musiclens.extract.hf_geometry.ClapGeometry`).
+  The feature extractor fills its fixed context as configured (``repeatpad``: the clip repeated);
+  only tokens starting inside the clip are kept.  ``is_longer`` is False for every clip (longer
+  clips need windowing), never drawn at random as the feature extractor does for fused models;
+  an unfused model gets one of the 4 identical copies that ``truncation="fusion"`` stacks.
+- **EnCodec**: no ``hidden_states``; forward hooks on the encoder's layers (every convolution,
+  residual block and the LSTM, activations skipped), ``[B, C, T]`` outputs as frames.  The whole
+  clip runs through the encoder at once (``chunk_length`` is not applied; frames of the feature
+  extractor's padding to whole chunks are dropped); with
+  ``normalize=True`` in its config the clip is divided by its RMS first, as EnCodec does; mono
+  clips are copied to every input channel of a stereo model.
+
+``info()`` records ``task``, ``training_data`` and ``weights_source`` (a directory's path): task and
+training data are "unknown (local Hugging Face checkpoint)" unless ``config.json`` hints at them
+(``architectures`` such as ``...ForCTC``, or a model_type that implies its task: CLAP, EnCodec,
+Whisper, MERT).  A model_type that transformers does not implement needs ``trust_remote_code``.
 
 Attention maps (:meth:`HFExtractor.extract_attentions`) switch the model to eager attention for
-that call.  torch and transformers are imported when this module is imported; the registry
-entries in :mod:`musiclens.extract` import it lazily.
+that call (not for CLAP's windowed attention or EnCodec).  torch and transformers are imported when
+this module is imported; the registry entries in :mod:`musiclens.extract` import it lazily.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from musiclens.errors import CheckpointError, ConfigError, ExtractionError
+from musiclens.errors import CheckpointError, ExtractionError
 from musiclens.extract.base import layer_name, resolve_layers
-from musiclens.extract.batching import BatchedExtractor, LayerBatch, centre_times
-from musiclens.extract.hooks import module_hash, resolve_device
+from musiclens.extract.batching import BatchedExtractor, LayerBatch
+from musiclens.extract.hf_geometry import (ASTGeometry, ClapGeometry, ConvGeometry, EncodecGeometry, FrameGeometry,
+                                           FrameGeometryError, WhisperGeometry)
+from musiclens.extract.hooks import module_hash, record_outputs, resolve_device, to_frames
 
-__all__ = ["HFExtractor", "FAMILIES", "MODEL_TYPES", "build_hf", "load_hf_directory", "normalize_waveform",
-           "from_pretrained_checked"]
+__all__ = ["HFExtractor", "FAMILIES", "MODEL_TYPES", "normalize_waveform", "FrameGeometryError"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +80,29 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model", "waveform"),
     "data2vec-audio": ("Data2VecAudioConfig", "Data2VecAudioModel", "waveform"),
     "hubert": ("HubertConfig", "HubertModel", "waveform"),
+    "wavlm": ("WavLMConfig", "WavLMModel", "waveform"),
+    "unispeech": ("UniSpeechConfig", "UniSpeechModel", "waveform"),
+    "unispeech-sat": ("UniSpeechSatConfig", "UniSpeechSatModel", "waveform"),
+    "wav2vec2-conformer": ("Wav2Vec2ConformerConfig", "Wav2Vec2ConformerModel", "waveform"),
+    "sew": ("SEWConfig", "SEWModel", "waveform"),
+    "sew-d": ("SEWDConfig", "SEWDModel", "waveform"),
     "whisper": ("WhisperConfig", "WhisperModel", "whisper"),
     "ast": ("ASTConfig", "ASTModel", "ast"),
+    "clap": ("ClapAudioConfig", "ClapAudioModel", "clap"),
+    "encodec": ("EncodecConfig", "EncodecModel", "encodec"),
 }
 #: ``config.json`` model_type -> family
 MODEL_TYPES = {
-    "wav2vec2": "wav2vec2", "data2vec-audio": "data2vec-audio", "hubert": "hubert", "whisper": "whisper",
-    "audio-spectrogram-transformer": "ast", "mert_model": "mert",
+    "wav2vec2": "wav2vec2", "data2vec-audio": "data2vec-audio", "hubert": "hubert", "wavlm": "wavlm",
+    "unispeech": "unispeech", "unispeech-sat": "unispeech-sat", "wav2vec2-conformer": "wav2vec2-conformer",
+    "sew": "sew", "sew-d": "sew-d", "whisper": "whisper", "audio-spectrogram-transformer": "ast",
+    "clap_audio_model": "clap", "clap": "clap", "encodec": "encodec", "mert_model": "mert",
 }
-SAMPLE_RATES = {"wav2vec2": 16000, "data2vec-audio": 16000, "hubert": 16000, "whisper": 16000, "ast": 16000}
+#: Directories whose model holds the audio tower: model_type -> (config class, model class).
+_WRAPPERS = {"clap": ("ClapConfig", "ClapModel")}
+#: Rates assumed when a directory has no feature extractor (EnCodec: its config's sampling_rate).
+SAMPLE_RATES = {"whisper": 16000, "ast": 16000, "clap": 48000, "waveform": 16000}
+_UNKNOWN = "unknown (local Hugging Face checkpoint)"
 
 
 def normalize_waveform(x: np.ndarray) -> np.ndarray:
@@ -72,13 +111,30 @@ def normalize_waveform(x: np.ndarray) -> np.ndarray:
     return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
 
 
-def _conv_geometry(config: Any) -> tuple[int, int]:
-    """``(receptive_field, stride)`` in samples of a wav2vec2-style conv feature encoder."""
-    rf, jump = 1, 1
-    for k, s in zip(config.conv_kernel, config.conv_stride):
-        rf += (k - 1) * jump
-        jump *= s
-    return rf, jump
+def _default_feature_extractor(kind: str, config: Any, sample_rate: int) -> Any:
+    """musiclens' defaults where a directory has no ``preprocessor_config.json`` (None: raw waveform)."""
+    if kind == "whisper":
+        from transformers import WhisperFeatureExtractor
+
+        return WhisperFeatureExtractor(feature_size=config.num_mel_bins, sampling_rate=sample_rate)
+    if kind == "ast":
+        from transformers import ASTFeatureExtractor
+
+        return ASTFeatureExtractor(num_mel_bins=config.num_mel_bins, max_length=config.max_length,
+                                   sampling_rate=sample_rate)
+    if kind == "clap":
+        from transformers import ClapFeatureExtractor
+
+        fe = ClapFeatureExtractor(feature_size=config.num_mel_bins, sampling_rate=sample_rate)
+        width = int(config.spec_size) * (int(config.spec_size) // int(config.num_mel_bins))
+        fe.nb_max_samples = min(int(fe.nb_max_samples), (width - 1) * int(fe.hop_length))
+        return fe
+    return None
+
+
+#: Attributes a feature extractor needs for each input kind (a directory's own is checked).
+_FE_NEEDS = {"whisper": ("hop_length", "n_fft", "nb_max_frames"), "ast": ("num_mel_bins", "max_length"),
+             "clap": ("hop_length", "nb_max_samples"), "waveform": (), "encodec": ()}
 
 
 class HFExtractor(BatchedExtractor):
@@ -87,15 +143,19 @@ class HFExtractor(BatchedExtractor):
     Parameters
     ----------
     model
-        The transformers model (a Whisper model is reduced to its encoder).
+        The transformers model (Whisper is reduced to its encoder, a ``ClapModel`` to its audio
+        tower, EnCodec to its encoder).
     family
-        ``"wav2vec2"``, ``"data2vec-audio"``, ``"hubert"``, ``"mert"``, ``"whisper"``, ``"ast"``.
+        A key of :data:`FAMILIES`, ``"mert"``, or a transformers model_type of a conv waveform model.
     sample_rate
         Rate the model expects, Hz.
     normalize
-        Zero-mean unit-variance per clip (waveform families).
+        Zero-mean unit-variance per clip (waveform families); overrides the feature extractor's
+        ``do_normalize``.
     feature_extractor
-        transformers feature extractor for Whisper / AST (built from the config when None).
+        transformers feature extractor (default: musiclens' defaults for the family).
+    kind
+        ``"waveform"``, ``"whisper"``, ``"ast"``, ``"clap"`` or ``"encodec"`` (default: the family's).
     batch_size, device, dtype
         Clips per forward pass; ``"cpu"``/``"cuda"``/``"auto"``; ``"bfloat16"`` runs under autocast.
     source
@@ -112,6 +172,7 @@ class HFExtractor(BatchedExtractor):
         sample_rate: int,
         normalize: bool = True,
         feature_extractor: Any = None,
+        kind: str | None = None,
         batch_size: int = 8,
         device: str = "cpu",
         dtype: str | None = None,
@@ -119,12 +180,17 @@ class HFExtractor(BatchedExtractor):
         extra_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.family = family
-        self.kind = "waveform" if family == "mert" else FAMILIES[family][2]
+        self.kind = kind or ("waveform" if family == "mert" else FAMILIES[family][2])
         self.device = resolve_device(device)
+        config = model.config
         if self.kind == "whisper" and hasattr(model, "get_encoder"):
             model = model.get_encoder()
+        elif self.kind == "clap" and hasattr(model, "audio_model"):
+            model, config = model.audio_model, model.audio_model.config
+        elif self.kind == "encodec":
+            model = model.encoder
         self.model = model.to(self.device).eval()
-        self.config = model.config
+        self.config = config
         self.sample_rate = int(sample_rate)
         self.normalize = bool(normalize)
         self.batch_size = int(batch_size)
@@ -132,43 +198,55 @@ class HFExtractor(BatchedExtractor):
         self.source = source
         self.extra_info = dict(extra_info or {})
         self.name = f"hf:{family}"
-        n_layers = int(self.config.num_hidden_layers)
-        self.layer_names = [layer_name(i) for i in range(n_layers + 1)]
-        self.feature_extractor = feature_extractor
-        if self.kind == "waveform":
-            self.rf, self.stride = _conv_geometry(self.config)
-            self.min_samples = self.rf
-            self.frame_rate_hz = self.sample_rate / self.stride
-            self.padding_invariant = family in ("wav2vec2", "hubert") and self.config.feat_extract_norm == "layer"
-        elif self.kind == "whisper":
-            from transformers import WhisperFeatureExtractor
-
-            self.n_ctx = int(self.config.max_source_positions)
-            if self.feature_extractor is None:
-                self.feature_extractor = WhisperFeatureExtractor(feature_size=self.config.num_mel_bins,
-                                                                 sampling_rate=self.sample_rate)
-            fe = self.feature_extractor
-            fe.nb_max_frames = 2 * self.n_ctx
-            fe.n_samples = 2 * self.n_ctx * fe.hop_length
-            self.max_samples = fe.n_samples
-            self.min_samples = fe.n_fft // 2 + 1
-            self.frame_rate_hz = self.sample_rate / (2 * fe.hop_length)
-            self.padding_invariant = True
-        else:  # ast
-            from transformers import ASTFeatureExtractor
-
-            c = self.config
-            if self.feature_extractor is None:
-                self.feature_extractor = ASTFeatureExtractor(num_mel_bins=c.num_mel_bins, max_length=c.max_length,
-                                                             sampling_rate=self.sample_rate)
-            self.n_special = 2
-            self.f_dim = (c.num_mel_bins - c.patch_size) // c.frequency_stride + 1
-            self.t_dim = (c.max_length - c.patch_size) // c.time_stride + 1
-            self.min_samples = 400
-            self.max_samples = 400 + (c.max_length - 1) * 160
-            self.frame_rate_hz = 100.0 / c.time_stride
-            self.padding_invariant = True
+        self.preprocessing = "preprocessor_config.json" if feature_extractor is not None else "musiclens default"
+        self.feature_extractor = (feature_extractor if feature_extractor is not None
+                                  else _default_feature_extractor(self.kind, config, self.sample_rate))
+        if self.kind == "waveform" and hasattr(self.feature_extractor, "do_normalize"):
+            self.feature_extractor.do_normalize = self.normalize
+        self.geometry = self._geometry()
+        self.n_special = self.geometry.n_special
+        self.min_samples = self.geometry.min_samples
+        self.max_samples = self.geometry.max_samples
+        self.frame_rate_hz = self.geometry.frame_rate_hz
+        for attr in ("rf", "stride", "n_ctx", "f_dim", "t_dim"):        # geometry shortcuts (AST: f_dim x t_dim)
+            if hasattr(self.geometry, attr):
+                setattr(self, attr, getattr(self.geometry, attr))
+        self.padding_invariant = self.kind in ("whisper", "ast", "clap") or (
+            family in ("wav2vec2", "hubert") and getattr(config, "feat_extract_norm", None) == "layer")
+        if self.kind == "encodec":
+            self._encodec_layers = [str(i) for i, m in enumerate(self.model.layers) if not isinstance(m, torch.nn.ELU)]
+            kinds = [{"EncodecConv1d": "conv", "EncodecResnetBlock": "resblock", "EncodecLSTM": "lstm"}.get(
+                type(self.model.layers[int(i)]).__name__, "?") for i in self._encodec_layers]
+            if kinds != [k for k, _, _ in self.geometry.stages]:
+                raise FrameGeometryError(f"{self.name}: encoder layers {kinds} do not match the config's stages "
+                                         f"{[k for k, _, _ in self.geometry.stages]}")
+            n_layers = len(self._encodec_layers)
+        elif self.kind == "clap":
+            n_layers = len(config.depths) + 1
+        else:
+            n_layers = int(config.num_hidden_layers) + 1
+        self.layer_names = [layer_name(i) for i in range(n_layers)]
         self._weights_hash: str | None = None
+
+    def _geometry(self) -> FrameGeometry:
+        c, fe, sr = self.config, self.feature_extractor, self.sample_rate
+        if self.kind == "waveform":
+            return ConvGeometry(c.conv_kernel, c.conv_stride, sample_rate=sr, squeeze=getattr(c, "squeeze_factor", 1))
+        if self.kind == "whisper":
+            n_ctx = int(c.max_source_positions)
+            fe.nb_max_frames = 2 * n_ctx                    # the model's context (tiny test models: shorter)
+            fe.n_samples = 2 * n_ctx * fe.hop_length
+            return WhisperGeometry(n_ctx=n_ctx, hop_length=fe.hop_length, n_fft=fe.n_fft, sample_rate=sr)
+        if self.kind == "ast":
+            if int(fe.max_length) != int(c.max_length) or int(fe.num_mel_bins) != int(c.num_mel_bins):
+                raise CheckpointError(
+                    f"{self.name}: the feature extractor makes {fe.max_length} x {fe.num_mel_bins} fbank inputs but the "
+                    f"model takes {c.max_length} x {c.num_mel_bins}; preprocessor_config.json does not belong to it")
+            return ASTGeometry(num_mel_bins=c.num_mel_bins, max_length=c.max_length, patch_size=c.patch_size,
+                               frequency_stride=c.frequency_stride, time_stride=c.time_stride, sample_rate=sr)
+        if self.kind == "clap":
+            return ClapGeometry(c, hop_length=fe.hop_length, sample_rate=sr, max_samples=fe.nb_max_samples)
+        return EncodecGeometry(c, sample_rate=sr)
 
     # ------------------------------------------------------------------ description
     def weights_hash(self) -> str:
@@ -178,90 +256,133 @@ class HFExtractor(BatchedExtractor):
 
     def info(self) -> dict[str, Any]:
         out = super().info()
+        random = self.source == "random-init"
         out.update({
-            "family": self.family, "model_class": type(self.model).__name__, "source": self.source,
+            "family": self.family, "kind": self.kind, "model_class": type(self.model).__name__, "source": self.source,
             "weights_hash": self.weights_hash(), "normalize": self.normalize, "n_special": self.n_special,
             "padding_invariant": self.padding_invariant, "config": self.config.to_diff_dict(),
+            "frame_geometry": self.geometry.describe(), "preprocessing": self.preprocessing,
+            "feature_extractor": type(self.feature_extractor).__name__ if self.feature_extractor is not None else None,
+            "task": "none (random weights)" if random else _UNKNOWN,
+            "training_data": "none (random weights)" if random else _UNKNOWN,
+            "weights_source": self.source,
         })
+        if self.kind == "encodec":
+            out["layer_modules"] = {n: f"encoder.layers.{m}" for n, m in zip(self.layer_names, self._encodec_layers)}
         out.update(self.extra_info)
         return out
 
     # ------------------------------------------------------------------ inputs
-    def _inputs(self, clips: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        if self.kind == "waveform":
-            longest = max(c.size for c in clips)
-            x = np.zeros((len(clips), longest), dtype=np.float32)
-            mask = np.zeros((len(clips), longest), dtype=np.int64)
-            for i, c in enumerate(clips):
-                x[i, :c.size] = normalize_waveform(c) if self.normalize else c
-                mask[i, :c.size] = 1
+    def _inputs(self, clips: list[np.ndarray]) -> tuple[dict[str, torch.Tensor], int]:
+        """Model inputs and their length in samples (for the frame-count check)."""
+        fe, sr = self.feature_extractor, self.sample_rate
+        if self.max_samples is not None:
+            too_long = [c.size for c in clips if c.size > self.max_samples]
+            if too_long:
+                raise ExtractionError(
+                    f"{self.name}: a clip of {too_long[0] / sr:.2f} s exceeds the model's context of "
+                    f"{self.max_samples / sr:.2f} s; extract with window_s (--window) instead")
+        if self.kind in ("waveform", "encodec"):
+            rows = [self._waveform(c) for c in clips]
+            longest = max(r.shape[-1] for r in rows)
+            x = np.zeros((len(rows), *rows[0].shape[:-1], longest), dtype=np.float32)
+            mask = np.zeros((len(rows), longest), dtype=np.int64)
+            for i, r in enumerate(rows):
+                x[i, ..., :r.shape[-1]] = r
+                mask[i, :r.shape[-1]] = 1
             inputs = {"input_values": torch.from_numpy(x)}
             if self.padding_invariant and not mask.all():
                 inputs["attention_mask"] = torch.from_numpy(mask)
-            return inputs
-        too_long = [c.size for c in clips if c.size > self.max_samples]
-        if too_long:
-            raise ExtractionError(
-                f"{self.name}: a clip of {too_long[0] / self.sample_rate:.2f} s exceeds the model's context of "
-                f"{self.max_samples / self.sample_rate:.2f} s; extract with window_s (--window) instead"
-            )
+            return inputs, longest
+        feats = fe(clips, sampling_rate=sr, return_tensors="np")
         if self.kind == "whisper":
-            feats = self.feature_extractor(clips, sampling_rate=self.sample_rate, return_tensors="np")
-            return {"input_features": torch.from_numpy(np.asarray(feats["input_features"], dtype=np.float32))}
-        feats = self.feature_extractor(clips, sampling_rate=self.sample_rate, return_tensors="np")
-        return {"input_values": torch.from_numpy(np.asarray(feats["input_values"], dtype=np.float32))}
+            return {"input_features": torch.from_numpy(np.asarray(feats["input_features"], dtype=np.float32))}, fe.n_samples
+        if self.kind == "ast":
+            return {"input_values": torch.from_numpy(np.asarray(feats["input_values"], dtype=np.float32))}, self.max_samples
+        mel = np.asarray(feats["input_features"], dtype=np.float32)
+        if not getattr(self.config, "enable_fusion", False):
+            mel = mel[:, :1]          # "fusion" truncation stacks 4 copies of a clip within the context
+        return {"input_features": torch.from_numpy(mel),
+                "is_longer": torch.zeros((len(clips), 1), dtype=torch.bool)}, self.max_samples
 
-    def _valid(self, n_samples: int) -> int:
+    def _waveform(self, clip: np.ndarray) -> np.ndarray:
+        """One clip as the model's ``input_values`` row (``[n]``; EnCodec ``[channels, n]``)."""
+        fe, sr = self.feature_extractor, self.sample_rate
         if self.kind == "waveform":
-            n = n_samples
-            for k, s in zip(self.config.conv_kernel, self.config.conv_stride):
-                n = (n - k) // s + 1
-            return max(0, n)
-        if self.kind == "whisper":
-            return min(self.n_ctx, math.ceil(n_samples / (2 * self.feature_extractor.hop_length)))
-        n_fbank = 1 + (n_samples - 400) // 160
-        return min(self.t_dim, math.ceil(n_fbank / self.config.time_stride)) * self.f_dim
+            if fe is None:
+                return normalize_waveform(clip) if self.normalize else clip
+            return np.asarray(fe(clip, sampling_rate=sr, return_tensors="np")["input_values"][0], dtype=np.float32)
+        channels = int(self.config.audio_channels)
+        if fe is None:
+            x = np.repeat(clip[None], channels, axis=0)
+        else:
+            x = np.asarray(fe(clip if channels == 1 else [np.repeat(clip[None], channels, axis=0)], sampling_rate=sr,
+                              return_tensors="np")["input_values"][0], dtype=np.float32)
+        if getattr(self.config, "normalize", False):             # EnCodec's RMS scaling, over the clip itself
+            x = x / (np.sqrt(np.mean(x[:, :clip.size].mean(axis=0) ** 2)) + 1e-8)
+        return x.astype(np.float32)
 
-    def _times(self, n_frames: int) -> np.ndarray:
-        if self.kind == "waveform":
-            return centre_times(n_frames, hop_s=self.stride / self.sample_rate,
-                                offset_s=(self.rf - 1) / 2 / self.sample_rate)
-        if self.kind == "whisper":
-            return centre_times(n_frames, hop_s=1.0 / self.frame_rate_hz)
-        c = self.config
-        t_patch = np.arange(self.t_dim)
-        centres = (t_patch * c.time_stride + (c.patch_size - 1) / 2) * 0.010 + 0.0125
-        return np.concatenate([np.full(2, np.nan), np.repeat(centres, self.f_dim)])[: 2 + n_frames]
+    # ------------------------------------------------------------------ forward
+    def _autocast(self) -> Any:
+        import contextlib
 
-    def _to_time_major(self, h: torch.Tensor) -> torch.Tensor:
-        b, _, d = h.shape
-        seq = h[:, 2:].reshape(b, self.f_dim, self.t_dim, d).transpose(1, 2).reshape(b, self.t_dim * self.f_dim, d)
-        return torch.cat([h[:, :2], seq], dim=1)
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, self.dtype))
 
     def _run(self, inputs: Mapping[str, torch.Tensor], *, attentions: bool = False) -> Any:
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        with torch.inference_mode():
-            if self.dtype is not None:
-                with torch.autocast(self.device.type, dtype=getattr(torch, self.dtype)):
-                    return self.model(**inputs, output_hidden_states=True, output_attentions=attentions)
+        with torch.inference_mode(), self._autocast():
             return self.model(**inputs, output_hidden_states=True, output_attentions=attentions)
 
-    # ------------------------------------------------------------------ forward
+    def _hidden(self, inputs: Mapping[str, torch.Tensor], layers: list[str]) -> dict[str, torch.Tensor]:
+        """``{layer: [shape=(batch, n_special + tokens, dim)]}`` in the model's own token order."""
+        if self.kind == "encodec":
+            x = inputs["input_values"].to(self.device)
+            targets = {n: f"layers.{self._encodec_layers[self.layer_names.index(n)]}" for n in layers}
+
+            def run() -> None:
+                with torch.inference_mode(), self._autocast():
+                    self.model(x)
+
+            raw = record_outputs(self.model, targets, run)
+            return {n: to_frames(raw[n], "bct", layer=n) for n in layers}
+        hidden = self._run(inputs).hidden_states
+        if hidden is None or len(hidden) != len(self.layer_names):
+            raise ExtractionError(f"{self.name}: model returned {0 if hidden is None else len(hidden)} hidden states, "
+                                  f"expected {len(self.layer_names)}")
+        out: dict[str, torch.Tensor] = {}
+        for n in layers:
+            h = hidden[self.layer_names.index(n)]
+            if self.kind == "clap":                              # [B, C, H, W] -> [B, H * W, C], row-major
+                li = self.layer_names.index(n)
+                if tuple(h.shape[2:]) != self.geometry.grids[li]:
+                    raise FrameGeometryError(f"{self.name}: layer {n} has a {tuple(h.shape[2:])} token grid, the "
+                                             f"config implies {self.geometry.grids[li]}")
+                h = h.flatten(2).transpose(1, 2)
+            out[n] = h
+        return out
+
     def _forward(self, clips: list[np.ndarray], layers: list[str]) -> dict[str, LayerBatch]:
-        out = self._run(self._inputs(clips))
-        hidden = out.hidden_states
-        if len(hidden) != len(self.layer_names):
-            raise ExtractionError(f"{self.name}: model returned {len(hidden)} hidden states, expected {len(self.layer_names)}")
-        valid = np.array([self._valid(c.size) for c in clips], dtype=np.int64)
-        keep = self.n_special + int(valid.max())
+        inputs, n_input = self._inputs(clips)
+        hidden = self._hidden(inputs, layers)
+        g, s = self.geometry, self.n_special
         result: dict[str, LayerBatch] = {}
         for name in layers:
-            h = hidden[self.layer_names.index(name)]
-            if self.kind == "ast":
-                h = self._to_time_major(h)
-            values = h[:, :keep].float().cpu().numpy()
-            result[name] = LayerBatch(values, valid, self._times(keep - self.n_special))
+            li = self.layer_names.index(name)
+            h = hidden[name]
+            g.check(li, h.shape[1] - s, n_input, name=self.name, layer_name=name)
+            perm = g.order(li)
+            if perm is not None:
+                h = torch.cat([h[:, :s], h[:, s:][:, torch.as_tensor(perm, device=h.device)]], dim=1)
+            valid = np.array([g.valid(li, c.size) for c in clips], dtype=np.int64)
+            keep = s + int(valid.max())
+            result[name] = LayerBatch(h[:, :keep].float().cpu().numpy(), valid, g.times(li, keep - s))
         return result
+
+    def _times(self, n_frames: int) -> np.ndarray:
+        """Times of ``layer_01``'s tokens (NaN for special ones); :mod:`musiclens.attention.maps` reads them."""
+        return self.geometry.times(1, n_frames)
 
     def extract_attentions(self, clip: np.ndarray, *, layers: str | Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Attention maps of one clip, ``{layer: [shape=(heads, T, T)]}`` over its valid tokens.
@@ -269,246 +390,28 @@ class HFExtractor(BatchedExtractor):
         ``layer_01`` ... ``layer_L`` name the blocks whose output is that hidden state.  Special
         tokens come first (AST), sequence tokens in the same order as :meth:`extract`.
         """
+        if self.kind in ("clap", "encodec"):
+            raise ExtractionError(f"{self.name}: {'windowed (Swin) attention' if self.kind == 'clap' else 'no attention'}"
+                                  " has no token-by-token map over the clip; attention maps need a transformer over "
+                                  "all frames (wav2vec2-like, Whisper, AST)")
         names = resolve_layers(self.layer_names[1:], layers)
         clip = self.check_clips([clip], ["clip"])[0]
         previous = self.model.config._attn_implementation
         self.model.set_attn_implementation("eager")
         try:
-            out = self._run(self._inputs([clip]), attentions=True)
+            out = self._run(self._inputs([clip])[0], attentions=True)
         finally:
             self.model.set_attn_implementation(previous)
         if not out.attentions:
             raise ExtractionError(f"{self.name}: the model returned no attention maps")
-        n = self.n_special + self._valid(clip.size)
+        s = self.n_special
+        n = s + self.geometry.valid(1, clip.size)
+        perm = self.geometry.order(1)
+        idx = None if perm is None else torch.cat([torch.arange(s), torch.as_tensor(perm) + s])
         result: dict[str, np.ndarray] = {}
         for name in names:
             a = out.attentions[self.layer_names.index(name) - 1][0].float().cpu()
-            if self.kind == "ast":
-                perm = torch.arange(self.f_dim * self.t_dim).reshape(self.f_dim, self.t_dim).T.reshape(-1) + 2
-                perm = torch.cat([torch.arange(2), perm])
-                a = a[:, perm][:, :, perm]
+            if idx is not None:
+                a = a[:, idx][:, :, idx]
             result[name] = a[:, :n, :n].numpy()
         return result
-
-
-# ---------------------------------------------------------------------- building
-def _classes(family: str) -> tuple[type, type]:
-    import transformers
-
-    cfg_name, model_name, _ = FAMILIES[family]
-    return getattr(transformers, cfg_name), getattr(transformers, model_name)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"cannot read {path} ({err}); the model directory is incomplete or corrupt") from err
-
-
-def _do_normalize(path: Path | None, default: bool) -> bool:
-    if path is not None and (path / "preprocessor_config.json").is_file():
-        return bool(_read_json(path / "preprocessor_config.json").get("do_normalize", default))
-    return default
-
-
-def _random_model(model_cls: type, config: Any, seed: int) -> torch.nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        return model_cls(config)
-
-
-#: How to proceed past missing weights, in the words of the extractor's interfaces.
-_ALLOW_HINT = ("pass allow_missing_weights=True (--allow-missing-weights on the command line) to proceed with them "
-               "random (recorded in the extractor's info and the manifest)")
-
-
-def from_pretrained_checked(model_cls: Any, path: str | Path, *, allow_missing_weights: bool = False,
-                            expected_missing: Sequence[str] = (), allow_hint: str | None = _ALLOW_HINT,
-                            **kwargs: Any) -> tuple[Any, dict[str, list[str]]]:
-    """``model_cls.from_pretrained(path)`` from local files, safely and strictly.
-
-    Safetensors are used whenever the directory has them; a directory whose weights exist only as
-    a pickle (``pytorch_model.bin``) is loaded by transformers with ``torch.load(weights_only=True)``,
-    and a file that is not plain tensors (a pickle that would run code) is a
-    :class:`CheckpointError` instead of an ``UnpicklingError``.  Tensors the model needs but the
-    files lack would be randomly initialised: that is a :class:`CheckpointError` naming them unless
-    ``allow_missing_weights``; tensors in the files that the model does not use are an error too,
-    unless they all belong to modules the model does not have (the head of a larger model, e.g.
-    ``lm_head`` of a CTC checkpoint loaded as the encoder).  Returns the model and
-    ``{"missing_keys": [...], "unexpected_keys": [...], "added_by_config": [...]}`` for the manifest.
-
-    ``expected_missing`` names tensors that the caller's configuration adds and that a directory
-    may lack without harm (e.g. the training-only ``masked_spec_embed``): they are drawn, logged
-    and listed, never refused.  ``allow_hint`` is the error's advice on proceeding anyway, in the
-    words of the caller's interface (``None``: the caller offers no way to proceed).
-    """
-    import pickle
-
-    path = Path(path)
-    has_safetensors = any(path.glob("*.safetensors"))
-    try:
-        model, info = model_cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True,
-                                                use_safetensors=True if has_safetensors else None, **kwargs)
-    except (pickle.UnpicklingError, EOFError) as err:
-        raise CheckpointError(
-            f"{path} holds its weights only as a pickle file that is not plain tensors ({type(err).__name__}: "
-            f"{str(err)[:200]}); musiclens never runs code from a weight file. Convert the weights to safetensors "
-            "where you trust the file (model.save_pretrained(dir, safe_serialization=True)) and load that") from None
-    except (OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"cannot load weights from {path}: {err}") from err
-    missing = sorted(info.get("missing_keys") or [])
-    tolerated = [k for k in missing if k in set(expected_missing)]
-    missing = [k for k in missing if k not in set(expected_missing)]
-    mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k) for k in info.get("mismatched_keys") or [])
-    modules = {name.split(".")[0] for name, _ in model.named_parameters()} | {
-        name.split(".")[0] for name, _ in model.named_buffers()}
-    unexpected = sorted(info.get("unexpected_keys") or [])
-    foreign = [k for k in unexpected if k.split(".")[0] in modules]
-    if (missing or mismatched or foreign) and not allow_missing_weights:
-        def _some(keys: list[str]) -> str:
-            return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
-        parts = ([f"{len(missing)} tensor(s) the model needs are missing: {_some(missing)}"] if missing else []) + (
-            [f"{len(mismatched)} have the wrong shape: {_some(mismatched)}"] if mismatched else []) + (
-            [f"{len(foreign)} in the files are not used by the model: {_some(foreign)}"] if foreign else [])
-        raise CheckpointError(
-            f"{path}: the weight files do not match the model's architecture; " + "; ".join(parts) + ". Those layers "
-            "would run with random weights. Use the directory the weights belong to"
-            + (f", or {allow_hint}" if allow_hint else ""))
-    if missing or mismatched:
-        logger.warning("%s: %d tensor(s) missing and %d of the wrong shape are randomly initialised "
-                       "(allow_missing_weights)", path, len(missing), len(mismatched))
-    if tolerated:
-        logger.info("%s lacks %s, which this configuration adds; drawn fresh", path, ", ".join(tolerated))
-    return model, {"missing_keys": missing + mismatched, "unexpected_keys": unexpected,
-                   "added_by_config": tolerated}
-
-
-def load_hf_directory(
-    path: str | Path,
-    *,
-    randomize: bool = False,
-    seed: int = 0,
-    trust_remote_code: bool = False,
-    device: str = "cpu",
-    batch_size: int = 8,
-    normalize: bool | None = None,
-    dtype: str | None = None,
-    allow_missing_weights: bool = False,
-) -> HFExtractor:
-    """An extractor from a local Hugging Face model directory (no network, no remote code).
-
-    Raises
-    ------
-    CheckpointError
-        No ``config.json``, an unsupported ``model_type`` (with ``trust_remote_code=False``), or
-        weights that do not load.
-    """
-    path = Path(path)
-    cfg = _read_json(path / "config.json")
-    model_type = cfg.get("model_type")
-    family = MODEL_TYPES.get(str(model_type))
-    if family == "mert":
-        from musiclens.extract.mert import load_mert
-
-        return load_mert(path, randomize=randomize, seed=seed, device=device, batch_size=batch_size,
-                         normalize=normalize, dtype=dtype, allow_missing_weights=allow_missing_weights)
-    if family is None:
-        if not trust_remote_code:
-            raise CheckpointError(
-                f"{path}: model_type {model_type!r} is not one musiclens loads natively "
-                f"({', '.join(sorted(MODEL_TYPES))}). Loading it would run code from the directory "
-                "(auto_map); pass trust_remote_code=True (--trust-remote-code) only if you trust its author"
-            )
-        from transformers import AutoConfig, AutoModel
-
-        config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=True)
-        loading: dict[str, list[str]] = {}
-        if randomize:
-            model = _random_model(AutoModel.from_config, config, seed)  # type: ignore[arg-type]
-        else:
-            model, loading = from_pretrained_checked(AutoModel, path, allow_missing_weights=allow_missing_weights,
-                                                     trust_remote_code=True)
-        if not hasattr(model.config, "conv_kernel"):
-            raise CheckpointError(f"{path}: remote-code model {type(model).__name__} is not a waveform model musiclens understands")
-        sr = int(_read_json(path / "preprocessor_config.json").get("sampling_rate", 16000)) if (
-            path / "preprocessor_config.json").is_file() else 16000
-        return HFExtractor(model, family="wav2vec2", sample_rate=sr, normalize=_do_normalize(path, True)
-                           if normalize is None else normalize, batch_size=batch_size, device=device, dtype=dtype,
-                           source=str(path), extra_info={"trust_remote_code": True, "randomized": randomize, "seed": seed,
-                                                         "weights_missing_and_random": loading.get("missing_keys", []),
-                                                         "weights_unused": loading.get("unexpected_keys", [])})
-    config_cls, model_cls = _classes(family)
-    config = config_cls.from_pretrained(path, local_files_only=True)
-    fe = None
-    if family in ("whisper", "ast") and (path / "preprocessor_config.json").is_file():
-        from transformers import ASTFeatureExtractor, WhisperFeatureExtractor
-
-        fe_cls = WhisperFeatureExtractor if family == "whisper" else ASTFeatureExtractor
-        fe = fe_cls.from_pretrained(path, local_files_only=True)
-    loading: dict[str, list[str]] = {}
-    if randomize:
-        model = _random_model(model_cls, config, seed)
-    else:
-        model, loading = from_pretrained_checked(model_cls, path, allow_missing_weights=allow_missing_weights)
-    sr = int(getattr(fe, "sampling_rate", SAMPLE_RATES[family]))
-    return HFExtractor(model, family=family, sample_rate=sr,
-                       normalize=_do_normalize(path, True) if normalize is None else normalize,
-                       feature_extractor=fe, batch_size=batch_size, device=device, dtype=dtype,
-                       source=str(path.resolve()), extra_info={
-                           "randomized": randomize, "seed": seed,
-                           "weights_missing_and_random": loading.get("missing_keys", []),
-                           "weights_unused": loading.get("unexpected_keys", [])})
-
-
-def build_hf(
-    family: str,
-    *,
-    path: str | Path | None = None,
-    config: Mapping[str, Any] | None = None,
-    randomize: bool = False,
-    seed: int = 0,
-    trust_remote_code: bool = False,
-    device: str = "cpu",
-    batch_size: int = 8,
-    normalize: bool | None = None,
-    dtype: str | None = None,
-    allow_missing_weights: bool = False,
-) -> HFExtractor:
-    """A family's extractor from a directory (``path``) or from a config with random weights.
-
-    Parameters
-    ----------
-    family
-        A key of :data:`FAMILIES` (or ``"mert"``).
-    path
-        Local model directory; ``None`` builds the family's default config (overridden by
-        ``config``) with random weights drawn with ``seed``.
-    config
-        Config overrides, e.g. ``{"hidden_size": 64, "num_hidden_layers": 2}``.
-    """
-    if path is not None:
-        if config:
-            raise ConfigError("give either path= (a model directory) or config= (random weights), not both")
-        ext = load_hf_directory(path, randomize=randomize, seed=seed, trust_remote_code=trust_remote_code,
-                                device=device, batch_size=batch_size, normalize=normalize, dtype=dtype,
-                                allow_missing_weights=allow_missing_weights)
-        if family != "hf" and ext.family != family:
-            raise CheckpointError(f"{path} holds a {ext.family!r} model, not {family!r}")
-        return ext
-    if family == "mert":
-        from musiclens.extract.mert import build_mert
-
-        return build_mert(config=config, seed=seed, device=device, batch_size=batch_size,
-                          normalize=True if normalize is None else normalize, dtype=dtype)
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown Hugging Face family {family!r}; choose one of {sorted(FAMILIES)} or 'mert'")
-    config_cls, model_cls = _classes(family)
-    try:
-        cfg = config_cls(**dict(config or {}))
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"invalid {family} config: {err}") from err
-    model = _random_model(model_cls, cfg, seed)
-    return HFExtractor(model, family=family, sample_rate=SAMPLE_RATES[family],
-                       normalize=True if normalize is None else normalize, batch_size=batch_size, device=device,
-                       dtype=dtype, source="random-init", extra_info={"randomized": True, "seed": seed})

@@ -44,6 +44,7 @@ from musiclens.extract.batching import BatchedExtractor, LayerBatch
 
 __all__ = [
     "TorchHookExtractor", "FRAME_LAYOUTS", "to_frames", "module_hash", "randomize_module", "resolve_device",
+    "record_outputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -324,3 +325,45 @@ class TorchHookExtractor(BatchedExtractor):
                 times = np.concatenate([np.full(self.n_special, np.nan), times])
             out[layer] = LayerBatch(values, valid, times)
         return out
+
+
+def record_outputs(module: nn.Module, targets: Mapping[str, str], run: Callable[[], Any]) -> dict[str, Any]:
+    """Call ``run()`` with forward hooks on submodules of ``module``; their raw outputs by key.
+
+    Parameters
+    ----------
+    module
+        The network that ``run`` calls.
+    targets
+        ``{key: submodule name}`` (names as in ``module.named_modules()``; ``""`` is ``module``).
+    run
+        Runs the forward pass (with whatever no-grad / autocast context the caller wants).
+
+    Raises
+    ------
+    ConfigError
+        A submodule name that ``module`` does not have.
+    ExtractionError
+        A hooked submodule did not run during ``run()``.
+    """
+    captured: dict[str, Any] = {}
+    handles = []
+    try:
+        for key, sub in targets.items():
+            try:
+                target = module.get_submodule(sub) if sub else module
+            except AttributeError as err:
+                raise ConfigError(f"{type(module).__name__} has no submodule {sub!r} (layer {key!r})") from err
+
+            def hook(_mod: nn.Module, _inp: Any, out: Any, _key: str = key) -> None:
+                captured[_key] = out
+
+            handles.append(target.register_forward_hook(hook))
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [k for k in targets if k not in captured]
+    if missing:
+        raise ExtractionError(f"submodule(s) {[targets[k] for k in missing]} did not run in the forward pass")
+    return captured

@@ -410,7 +410,7 @@ def from_pretrained_dir(family: str, path: str | Path, *, config: Mapping[str, A
                            where=f"model config of family {family!r}")
     _, model_cls = _transformers_classes(family)
     hf_obj = hf_config_of(family, cfg)
-    from musiclens.extract.hf import from_pretrained_checked
+    from musiclens.extract.hf_loading import from_pretrained_checked
 
     # the directory's own model has no mask embedding when it was saved without masking; musiclens's
     # config always adds one (the training objectives mask), so there it is drawn fresh, not refused

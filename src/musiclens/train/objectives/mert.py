@@ -25,6 +25,9 @@ PAPERS 3.2-3.3 (``yizhilll/MERT``):
   backbone provides them (``mert``), weight 10.
 - **In-batch noise mixing**: with probability ``mixture_prob`` a clip gets 1-3 excerpts of 0.5-1.0 s
   cut from *other* clips of the batch, added at volume 1 at random positions (targets stay clean).
+  With several processes the batch is the global one (every rank's clean clips are gathered, the
+  mixing and the masks are drawn for all of them, each rank keeps its rows) and the losses are
+  means over the global batch's masked frames (:mod:`musiclens.train.distributed`).
 
 Frame alignment: teacher features and the CQT use centred frames (frame ``i`` centred on sample
 ``i * hop``); backbone frame ``j`` is centred at ``backbone.frame_offset_s + j / frame_rate`` (0 for
@@ -50,6 +53,7 @@ from torch import nn
 from musiclens.errors import ConfigError, TrainingError
 from musiclens.registry import Registry
 from musiclens.train.base import OBJECTIVES, Backbone, DataSpec, Objective, config_from_dict
+from musiclens.train.distributed import batch_mean, current_shard, gather_rows, local_rows, mean_loss
 from musiclens.train.objectives._common import seeded_heads
 from musiclens.train.models.frontends import CQTConfig, CQTTarget
 
@@ -443,7 +447,7 @@ class EncodecTeacher(Teacher):
         path = Path(str(options.encodec_path)).expanduser()
         if not path.is_dir():
             raise ConfigError(f"mert: encodec_path {path} is not a directory; give a local EnCodec model folder")
-        from musiclens.extract.hf import from_pretrained_checked
+        from musiclens.extract.hf_loading import from_pretrained_checked
 
         # strict and safe: a teacher with missing tensors would hand out labels from random weights
         model, _ = from_pretrained_checked(EncodecModel, path, allow_hint=None)
@@ -575,11 +579,13 @@ class MERTObjective(Objective):
         t = self.backbone.n_frames(n)
         codes, cqt = self.targets(clean, t)
         x = clean
+        world = current_shard().world_size   # several processes: mixing and masks drawn for the global batch
         if self.training and o.mixture_prob > 0:
-            x = mix_in_batch(clean, prob=o.mixture_prob, n_excerpts=o.mix_excerpts, excerpt_s=o.mix_excerpt_s,
-                             sample_rate=self.backbone.sample_rate, generator=generator)
-        mask = span_mask(b, t, prob=o.mask_prob, span=o.mask_span, min_masks=o.min_masks, generator=generator,
-                         device=clean.device)
+            x = local_rows(mix_in_batch(gather_rows(clean), prob=o.mixture_prob, n_excerpts=o.mix_excerpts,
+                                        excerpt_s=o.mix_excerpt_s, sample_rate=self.backbone.sample_rate,
+                                        generator=generator))
+        mask = local_rows(span_mask(b * world, t, prob=o.mask_prob, span=o.mask_span, min_masks=o.min_masks,
+                                    generator=generator, device=clean.device))
         out = self.backbone(x, frame_mask=mask)
         h = out.frames(-1)[mask]
         zero = h.sum() * 0.0
@@ -590,19 +596,19 @@ class MERTObjective(Objective):
             ce_total = zero
             for k, (proj, emb) in enumerate(zip(self.final_proj, self.label_embs)):
                 logits = F.cosine_similarity(proj(h)[:, None, :].float(), emb[None].float(), dim=-1) / o.logit_temp
-                ce = F.cross_entropy(logits, labels[:, k])
+                ce = mean_loss(F.cross_entropy, logits, labels[:, k])   # over the global batch's masked frames
                 ce_total = ce_total + ce
                 with torch.no_grad():
                     logs[f"acc_{k}"] = (logits.argmax(-1) == labels[:, k]).float().mean()
             logs["acoustic"] = ce_total.detach()
             loss = loss + o.acoustic_weight * ce_total
         if cqt is not None and self.cqt_head is not None:
-            mse = F.mse_loss(self.cqt_head(h).float(), cqt[mask].float())
+            mse = mean_loss(F.mse_loss, self.cqt_head(h).float(), cqt[mask].float())
             logs["cqt"] = mse.detach()
             loss = loss + o.cqt_weight * mse
         feats = out.extras.get("features")
         if feats is not None and o.feature_penalty_weight > 0:
-            pen = feats.float().pow(2).mean()
+            pen = batch_mean(feats.float().pow(2))
             logs["features_pen"] = pen.detach()
             loss = loss + o.feature_penalty_weight * pen
         return {"loss": loss, **logs}
