@@ -421,7 +421,7 @@ def cases(t: Path, f: dict[str, Path]) -> list[Case]:  # noqa: PLR0915
         Case("corpus speech 2 utterances (legal)", ["corpus", "speech", "--n", "2", "--text", "bundled",
                                                     "--voices", "en-us", "--out", out()], expect="ok"),
         Case("corpus speech --n -1", ["corpus", "speech", "--n", "-1", "--out", out()]),
-        Case("corpus speech unknown voice", ["corpus", "speech", "--n", "1", "--voices", "klingon", "--out", out()]),
+        Case("corpus speech unknown voice", ["corpus", "speech", "--n", "1", "--voices", "no-such-voice", "--out", out()]),
         Case("corpus speech unknown text", ["corpus", "speech", "--n", "1", "--text", "poems", "--out", out()]),
         Case("corpus maestro missing root", ["corpus", "maestro", S("nope"), "--out", out()]),
         Case("corpus maestro empty root", ["corpus", "maestro", S("emptydir"), "--out", out()]),

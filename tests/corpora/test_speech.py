@@ -52,3 +52,19 @@ def test_speech_corpus_is_deterministic_and_varied(tmp_path) -> None:
     assert ex["phonemes"] == lab["phonemes"] and ex["audio"].size == ca.record(0)["n_samples"]
     with pytest.raises(ConfigError, match="cannot be cropped"):
         CropDataset(ca, crop_s=0.5)[0]
+
+
+@needs_espeak
+def test_unknown_voices_and_counts_are_refused() -> None:
+    """espeak-ng speaks an unknown voice with its default one (exit 0): musiclens refuses it first."""
+    from musiclens.corpora.speech import SpeechSource
+    from musiclens.errors import ConfigError
+
+    SpeechSource(n_utterances=1, voices=("en-us", "en-gb+f3", "piqd"))      # piqd: espeak-ng's Klingon
+    with pytest.raises(ConfigError, match="no voice 'no-such-voice'.*espeak-ng --voices"):
+        SpeechSource(n_utterances=1, voices=("en-us", "no-such-voice"))
+    with pytest.raises(ConfigError, match="no voice 'en-us\\+nope'"):
+        SpeechSource(n_utterances=1, voices=("en-us+nope",))
+    for n in (0, -1):
+        with pytest.raises(ConfigError, match="n >= 1"):
+            SpeechSource(n_utterances=n)

@@ -13,6 +13,7 @@ point raises :class:`~musiclens.errors.MissingDependencyError`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import subprocess
@@ -165,6 +166,37 @@ def synthesize(text: str, *, voice: str = "en-us", rate_wpm: int = 160, pitch: i
     return samples, phonemes
 
 
+@functools.lru_cache(maxsize=1)
+def espeak_voices() -> tuple[frozenset[str], frozenset[str]]:
+    """espeak-ng's languages (codes, names and files) and voice variants, as it lists them."""
+    exe = espeak_path()
+
+    def listing(arg: str) -> set[str]:
+        out = subprocess.run([exe, arg], capture_output=True, text=True, timeout=30, check=False).stdout
+        names: set[str] = set()
+        for line in out.splitlines()[1:]:
+            cols = line.split()
+            if len(cols) >= 5:
+                names.update({cols[1].lower(), cols[3].lower(), cols[4].lower(), cols[4].rsplit("/", 1)[-1].lower()})
+        return names
+
+    return frozenset(listing("--voices")), frozenset(listing("--voices=variant"))
+
+
+def check_voices(voices: tuple[str, ...]) -> None:
+    """Refuse voices espeak-ng does not list (it would speak them with its default voice, silently)."""
+    languages, variants = espeak_voices()
+    bad = []
+    for v in voices:
+        lang, _, variant = v.partition("+")
+        if lang.lower() not in languages or (variant and variant.lower() not in variants):
+            bad.append(v)
+    if bad:
+        raise ConfigError(f"espeak-ng has no voice {', '.join(map(repr, bad))} (it would silently speak them with its "
+                          "default voice); list voices with `espeak-ng --voices` and variants with "
+                          "`espeak-ng --voices=variant`, e.g. en-us or en-gb+f3")
+
+
 @dataclass
 class SpeechSource:
     """``n_utterances`` synthetic utterances (a corpus source, ``kind="speech"``).
@@ -203,7 +235,9 @@ class SpeechSource:
             raise ConfigError(f"text must be bundled, generated or mixed, got {self.text!r}")
         if not self.voices:
             raise ConfigError("give at least one espeak-ng voice")
-        espeak_path()
+        if isinstance(self.n_utterances, bool) or not isinstance(self.n_utterances, int) or self.n_utterances < 1:
+            raise ConfigError(f"a speech corpus needs n >= 1 utterances, got {self.n_utterances!r}")
+        check_voices(tuple(self.voices))
 
     def __len__(self) -> int:
         return self.n_utterances

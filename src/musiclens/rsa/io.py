@@ -62,9 +62,9 @@ def load_activations(path: str | Path) -> tuple[dict[str, np.ndarray], list[str]
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError) as err:
+    except Exception as err:   # not a zip, an empty or truncated file, pickled objects: several types
         raise DatasetError(
-            f"cannot read {path} as an .npz of numeric arrays ({err}); save stimulus ids as a string "
+            f"cannot read {path} as an .npz of numeric arrays ({type(err).__name__}: {err}); save stimulus ids as a string "
             "array (np.array(ids, dtype=str)), never as Python objects"
         ) from err
     ids = arrays.pop("stimulus_id", None)
