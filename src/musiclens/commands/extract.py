@@ -64,18 +64,41 @@ def extract_command(
 
 
 def models_command(
-    model: str = typer.Option(None, "--model", "-m", help="Show the layers of this extractor (name or directory)."),
+    model: str = typer.Option(None, "--model", "-m", help="Show one network in full: its card, rate and every layer (name or directory)."),
     option: list[str] = typer.Option([], "--option", help="Builder option KEY=VALUE (JSON value), repeatable."),
 ) -> None:
-    """List the registered extractors, or the layers of one."""
+    """List the networks: what each was trained for and on, its rate, layers and weights; or one in full.
+
+    Without --model: one block per built-in network (its model card) and one line per loader
+    (Hugging Face folders, musiclens checkpoints, any torch module).  With --model: the card (if it
+    is a built-in network), the rate and frame rate of the built extractor, where its weights come
+    from, and every layer name.
+    """
     from musiclens.extract import EXTRACTORS, build_extractor
+    from musiclens.extract.cards import CARDS
 
     if model is None:
+        loaders = []
         for name, help_text in EXTRACTORS.describe().items():
-            typer.echo(f"{name:16s} {help_text}")
+            if name not in CARDS:
+                loaders.append(f"  {name:18s} {help_text}")
+                continue
+            c = CARDS.get(name)
+            typer.echo(f"{name}  [{c.domain}: {c.task_group}]\n  trained for: {c.task}\n  data: {c.training_data}\n"
+                       f"  {c.sample_rate} Hz, {c.frame_rate} frames/s; layers: {c.layers}\n  weights: {c.weights}")
+        typer.echo("\nloaders (a folder or config names the network):\n" + "\n".join(loaders))
         return
     ext = build_extractor(model, **_parse_options(option))
-    typer.echo(f"{ext.name}: {ext.sample_rate} Hz, {ext.frame_rate_hz:g} frames/s")
+    if str(model) in CARDS:
+        c = CARDS.get(str(model))
+        typer.echo(f"{ext.name}  [{c.domain}: {c.task_group}]\n  trained for: {c.task}\n  data: {c.training_data}\n"
+                   f"  weights: {c.weights}")
+    else:
+        info = ext.info() if hasattr(ext, "info") else {}
+        for key in ("task", "training_data", "weights_source"):
+            if info.get(key):
+                typer.echo(f"  {key.replace('_', ' ')}: {info[key]}")
+    typer.echo(f"{ext.name}: {ext.sample_rate} Hz, {ext.frame_rate_hz:g} frames/s, {len(ext.layer_names)} layers")
     for layer in ext.layer_names:
         typer.echo(layer)
 

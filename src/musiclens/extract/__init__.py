@@ -58,7 +58,8 @@ for _family, _doc in {
     "whisper": "Whisper encoder (Hugging Face), 30 s padding trimmed: path=DIR or config={...}.",
     "ast": "Audio Spectrogram Transformer (Hugging Face), 2 special tokens: path=DIR or config={...}.",
     "mert": "MERT without remote code (as HuBERT): path=DIR, or config={...} for random weights.",
-    "hf": "Any supported Hugging Face model directory: path=DIR (model_type picks the family).",
+    "hf": ("Any Hugging Face audio model folder transformers implements (WavLM, HuBERT, SEW, Whisper, AST, CLAP, "
+           "EnCodec, ...): path=DIR; model_type picks the family; no remote code unless trust_remote_code."),
 }.items():
     EXTRACTORS.register(_family, _hf_builder(_family, _doc), overwrite=True)
 
