@@ -61,11 +61,13 @@ def test_chroma_emergence_tiny(tmp_path: Path) -> None:
     assert "Contrasts of partial chroma τ-b" in md and "transcription − ssl = " in md
     assert "| partial_tau_a |" in md          # the textbook partial τ_a beside the headline partial τ_b
     assert "During transcription-s0 training" in md and "missed the learning bar" in md
+    # real pretrained networks grouped by training domain and task (madmom onsets: music; silero-vad: speech)
+    assert "of 1 music-trained (onsets " in md and "of 1 speech-trained (speech activity " in md
     html = (run / "report.html").read_text()
     assert html.index("The answer: partial chroma") < html.index("<h2>Findings</h2>") < html.index("<h2>Stimuli</h2>")
     # madmom's 1-unit output layer has no correlation RDM: left out, and recorded
     steps = json.loads((run / "steps.json").read_text())
-    assert steps["rsa"]["skipped_layers"] == {"madmom-onsets": ["dense2"]}
+    assert steps["rsa"]["skipped_layers"] == {"madmom-onsets": ["dense2"], "silero-vad": ["logit", "speech_prob"]}
 
 
 def test_vit1d_emergence_tiny_resumes_without_redoing_steps(tmp_path: Path, monkeypatch) -> None:

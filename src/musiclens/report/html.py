@@ -18,6 +18,7 @@ from musiclens.errors import StoreError
 from musiclens.fsutil import atomic_write_text, output_kind
 from musiclens.report import frames as _frames  # noqa: F401  (registers the attention and ssm sections)
 from musiclens.report import headline as _headline  # noqa: F401  (registers the answer-figure section)
+from musiclens.report import pretrained as _pretrained  # noqa: F401  (registers the pretrained-networks section)
 from musiclens.report import probes as _probes  # noqa: F401  (registers the probe section)
 from musiclens.report import targets as _targets  # noqa: F401  (registers the measured-RDM section)
 from musiclens.report import training as _training  # noqa: F401  (registers the training section)

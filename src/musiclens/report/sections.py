@@ -54,8 +54,8 @@ SectionFn = Callable[[ReportContext], "Section | None"]
 #: Report sections by name.
 SECTIONS: Registry[SectionFn] = Registry("report section")
 #: Order of sections in the report.
-SECTION_ORDER: list[str] = ["headline", "stimuli", "training", "rsa", "targets", "probes", "attention", "ssm",
-                             "omitted"]
+SECTION_ORDER: list[str] = ["headline", "stimuli", "training", "rsa", "pretrained", "targets", "probes", "attention",
+                             "ssm", "omitted"]
 
 
 def img_html(path: Path, alt: str) -> str:
