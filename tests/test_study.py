@@ -161,6 +161,9 @@ def _full_study() -> dict:
     ("probes", "note_tasks", ["pitch", "timbre_of_the_gods"], "timbre_of_the_gods"),
     ("probes", "max_epochs", -3, "probes.max_epochs must be an integer >= 1"),
     ("stimuli", "instruments", ["kazoo_supreme"], "kazoo_supreme"),
+    ("stimuli", "duration_s", "long", "stimuli.duration_s must be a number (or null)"),
+    ("stimuli", "instruments", "piano", "stimuli.instruments must be a list (or null)"),
+    ("probes", "networks", "mfcc", "probes.networks must be a list (or null)"),
 ])
 def test_a_bad_entry_anywhere_fails_before_the_first_step(tmp_path, section, key, value, message) -> None:
     from musiclens.errors import MusicLensError
@@ -186,3 +189,12 @@ def test_every_study_step_has_a_check() -> None:
     from musiclens.study import STEP_CHECKS, STEPS
 
     assert set(STEPS.names()) - set(STEP_CHECKS.names()) <= {"report", "summary"}
+
+
+def test_an_empty_study_file_is_refused(tmp_path) -> None:
+    """An empty file used to run the default two steps silently."""
+    for text in ("", "# only a comment\n", "{}\n"):
+        path = tmp_path / "empty.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match="is empty"):
+            load_study(path)

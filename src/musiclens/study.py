@@ -180,11 +180,32 @@ def _type_name(default: Any) -> str:
     return "a list" if isinstance(default, list) else "a mapping"
 
 
+#: Types a key with a null default takes when it is given (others take anything).
+_NULL_DEFAULT_TYPES: dict[tuple[str, str], tuple[type, ...]] = {
+    ("stimuli", "duration_s"): (int, float), ("stimuli", "hold_s"): (int, float), ("stimuli", "sample_rate"): (int,),
+    ("stimuli", "instruments"): (list,), ("stimuli", "midi"): (list, str), ("stimuli", "velocities"): (list, int),
+    ("stimuli", "synth"): (str,), ("stimuli", "soundfont"): (str,), ("stimuli", "folder"): (str,),
+    ("stimuli", "metadata"): (str,), ("targets", "networks"): (list,),
+    ("probes", "networks"): (list,), ("attention", "networks"): (list,), ("ssm", "networks"): (list,),
+    ("probes", "corpus"): (str,), ("attention", "corpus"): (str,), ("ssm", "corpus"): (str,),
+}
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+
+
 def _check_types(section: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
-    """Each value has the type of its default (a key whose default is null takes anything)."""
+    """Each value has the type of its default; a key whose default is null takes the types in
+    :data:`_NULL_DEFAULT_TYPES` (or anything, when it is not listed)."""
     for key, default in defaults.items():
         value = values.get(key)
-        if default is None or (value is None and (section.split(".")[0], key) in _NULLABLE):
+        if default is None:
+            types = _NULL_DEFAULT_TYPES.get((section.split(".")[0], key))
+            if value is not None and types is not None and (
+                    isinstance(value, bool) or not isinstance(value, types)):
+                words = " or ".join(dict.fromkeys(_TYPE_WORDS[float if t is int and float in types else t]
+                                                  for t in types))
+                raise ConfigError(f"{section}.{key} must be {words} (or null), got {value!r} in the study file")
+            continue
+        if value is None and (section.split(".")[0], key) in _NULLABLE:
             continue
         if isinstance(default, bool):
             ok = isinstance(value, bool)
@@ -402,9 +423,12 @@ def load_study(spec: str | Path | Mapping[str, Any] | None = None, *, scale: str
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"study {spec} is not valid YAML: {err}") from err
-    if raw is not None and not isinstance(raw, Mapping):
+    if raw is None or raw == {}:
+        raise ConfigError(f"study {spec} is empty; a study file names at least its networks and steps (see the "
+                          "embedded studies: `musiclens run --list-steps`, src/musiclens/studies/*.yaml)")
+    if not isinstance(raw, Mapping):
         raise ConfigError(f"study {spec} must be a YAML mapping at the top level")
-    return validate_study(apply_scale(raw or {}, scale))
+    return validate_study(apply_scale(raw, scale))
 
 
 # ------------------------------------------------------------------------------------ steps
