@@ -12,7 +12,7 @@ from musiclens.attention.clips import Clip
 from musiclens.attention.maps import AttentionMaps, attention_maps, attention_source, collapse_tokens
 from musiclens.attention.onset import attention_onset_analysis, onset_curve, spectral_flux
 from musiclens.corpora.labels import MusicLabels
-from musiclens.errors import AnalysisError
+from musiclens.errors import AnalysisError, ConfigError
 from musiclens.extract import build_extractor
 from musiclens.train.base import Backbone, BackboneOutput
 
@@ -65,6 +65,9 @@ def test_attention_peaked_at_onsets_gives_f_one() -> None:
     shuffled = _peaked_maps(onsets + 0.21, clip.duration_s)
     bad = attention_onset_analysis(clips=[clip], maps=[shuffled], recipes=["received"])
     assert bad.table.query("layer != 'audio'")["f_measure"].max() == 0.0
+    for window in (-1.0, 0.0):   # mir_eval accepted a negative tolerance and scored nothing, silently
+        with pytest.raises(ConfigError, match="positive number of seconds"):
+            attention_onset_analysis(clips=[clip], maps=[shuffled], recipes=["received"], window_s=window)
 
 
 def test_row_change_and_cls_recipes_known_answers() -> None:

@@ -147,3 +147,23 @@ def test_group_summary_shows_the_other_partial_tau_beside_the_headline() -> None
     text = _partial_definition("partial-tau-b")
     assert "√((1 − τ_dh²)(1 − τ_ch²))" in text and "close but not identical" in text
     assert "no tied dissimilarities" in text
+
+
+def test_report_refuses_a_tampered_config_without_constructing_it(tmp_path) -> None:
+    """A `!!python` tag in a run's config.yaml is a ConfigError, and nothing runs."""
+    import pytest
+
+    from musiclens.errors import ConfigError
+    from musiclens.fsutil import mark_output
+    from musiclens.report.html import build_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    mark_output(run, "run")
+    (run / "config.yaml").write_text("study: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(ConfigError, match="not a plain YAML study config"):
+        build_report(run)
+    (run / "config.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="does not hold a study config"):
+        build_report(run)
+    assert not (tmp_path / "pwned").exists() and not (run / "report.html").exists()

@@ -95,3 +95,12 @@ def test_bad_folders(tmp_path) -> None:
     (folder / "examples.json").write_text("{not json")
     with pytest.raises(DatasetError, match="not valid JSON"):
         read_nsynth(folder)
+
+
+@pytest.mark.parametrize("n", [-1, 0, 1.5])
+def test_n_per_family_must_be_positive(tmp_path, n) -> None:
+    from musiclens.errors import StimulusError
+
+    write_nsynth_fixture(tmp_path)
+    with pytest.raises(StimulusError, match="n_per_family must be a whole number >= 1"):
+        read_nsynth(tmp_path, split="valid", families=["flute"], midi=range(60, 63), n_per_family=n, progress=False)

@@ -243,6 +243,9 @@ def attention_onset_analysis(
         raise ConfigError("give exactly one of model= (a network exposing attention) or maps= (precomputed)")
     if not clips:
         raise InsufficientDataError("attention_onset_analysis needs at least one clip")
+    if not float(window_s) > 0:
+        raise ConfigError(f"window_s={window_s!r}: the onset tolerance must be a positive number of seconds "
+                          "(mir_eval's default is 0.05)")
     if maps is not None and len(maps) != len(clips):
         raise ConfigError(f"{len(maps)} attention maps for {len(clips)} clips; give one per clip, in clip order")
     for r in recipes:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from musiclens.errors import StoreError
+from musiclens.errors import ConfigError, StoreError
 from musiclens.fsutil import atomic_write_text, output_kind
 from musiclens.report import frames as _frames  # noqa: F401  (registers the attention and ssm sections)
 from musiclens.report import headline as _headline  # noqa: F401  (registers the answer-figure section)
@@ -53,7 +53,13 @@ def build_report(run_dir: str | Path) -> Path:
     if not cfg_path.is_file() or output_kind(run_dir) != "run":   # never write into a folder of another kind
         raise StoreError(f"{run_dir} is not a musiclens run directory (a folder written by `musiclens run`, with "
                          "config.yaml); run `musiclens run` first or point at its run directory")
-    cfg: dict[str, Any] = yaml.safe_load(cfg_path.read_text())
+    try:
+        cfg: dict[str, Any] = yaml.safe_load(cfg_path.read_text())
+    except yaml.YAMLError as err:   # e.g. a !!python tag: never constructed
+        raise ConfigError(f"{cfg_path} is not a plain YAML study config ({err}); it was changed after `musiclens run` "
+                          "wrote it — restore it or run the study again") from err
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{cfg_path} does not hold a study config (a YAML mapping); run the study again")
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
     study = cfg.get("study", {})
     ctx = ReportContext(run_dir=run_dir, cfg=cfg, manifest=manifest)

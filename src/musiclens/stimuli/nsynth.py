@@ -121,6 +121,10 @@ def read_nsynth(
     """
     import soundfile as sf
 
+    if n_per_family is not None and (isinstance(n_per_family, bool) or not isinstance(n_per_family, int)
+                                     or n_per_family < 1):
+        raise StimulusError(f"n_per_family must be a whole number >= 1 (or None for all), got {n_per_family!r}; "
+                            "on the command line --n-per-family 0 keeps every instrument that qualifies")
     folder = find_nsynth_split(root, split)
     try:
         examples = json.loads((folder / "examples.json").read_text())
