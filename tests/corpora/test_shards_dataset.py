@@ -154,3 +154,20 @@ def test_torch_wrapper_batches(reference) -> None:
     assert batch["audio"].shape == (2, 16000)
     assert batch["piano_roll"].shape == (2, 25, 88) and batch["piano_roll"].dtype == torch.float32
     assert len(batch["key"]) == 2
+
+
+def test_damaged_corpus_files_are_named(reference, tmp_path) -> None:
+    import shutil
+
+    out, _ = reference
+    bad = tmp_path / "corpus"
+    shutil.copytree(out, bad)
+    npy = shard_paths(bad, 1)[0]
+    npy.write_bytes(npy.read_bytes()[:200])             # truncated shard audio
+    corpus = Corpus(bad)
+    corpus.audio(0)                                     # other shards still read
+    with pytest.raises(StoreError, match="cannot be read|shorter than its index"):
+        corpus.audio(2)
+    (bad / "corpus.json").write_text("{not json")
+    with pytest.raises(StoreError, match="not valid JSON"):
+        Corpus(bad)

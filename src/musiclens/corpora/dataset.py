@@ -48,8 +48,12 @@ class Corpus:
         if not mpath.is_file():
             hint = "resume the build" if (self.root / "build.json").is_file() else "build one with `musiclens corpus ...`"
             raise StoreError(f"{self.root} is not a finished corpus (no corpus.json); {hint}")
-        self.manifest: dict[str, Any] = json.loads(mpath.read_text())
-        if self.manifest.get("format") != FORMAT:
+        try:
+            self.manifest: dict[str, Any] = json.loads(mpath.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise StoreError(f"{mpath} is not valid JSON ({err}); the corpus is damaged — build it again with "
+                             "`musiclens corpus ...`") from err
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
             raise StoreError(f"{mpath} has format {self.manifest.get('format')!r}, expected {FORMAT!r}")
         self.sample_rate = int(self.manifest["sample_rate"])
         self.kind = str(self.manifest["kind"])
@@ -92,8 +96,21 @@ class Corpus:
         """``[shape=(n,)]`` float32 samples ``start:stop`` of piece ``i`` (a copy, at :attr:`sample_rate`)."""
         k, e = self._entry(i)
         if k not in self._audio:
-            self._audio[k] = np.load(shard_paths(self.root, k)[0], mmap_mode="r")
+            npy = shard_paths(self.root, k)[0]
+            try:
+                arr = np.load(npy, mmap_mode="r", allow_pickle=False)
+            except Exception as err:   # truncated, not an .npy, pickled: several types
+                raise StoreError(f"shard audio {npy} cannot be read ({type(err).__name__}: {err}); the corpus is "
+                                 "damaged — build it again with `musiclens corpus ...`") from err
+            if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.floating):
+                raise StoreError(f"shard audio {npy} holds {arr.dtype} {arr.shape}, not 1-D float samples; the corpus "
+                                 "is damaged — build it again")
+            self._audio[k] = arr
         n = int(e["n_samples"])
+        if e["offset"] + n > self._audio[k].shape[0]:
+            raise StoreError(f"shard audio {shard_paths(self.root, k)[0]} is shorter than its index says (piece "
+                             f"{e.get('id', i)} ends at sample {e['offset'] + n} of {self._audio[k].shape[0]}); "
+                             "the corpus is damaged — build it again")
         stop = n if stop is None else min(int(stop), n)
         start = max(0, int(start))
         return np.array(self._audio[k][e["offset"] + start:e["offset"] + max(stop, start)], dtype=np.float32)
