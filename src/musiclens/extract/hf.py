@@ -57,8 +57,10 @@ this module is imported; the registry entries in :mod:`musiclens.extract` import
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -415,3 +417,16 @@ class HFExtractor(BatchedExtractor):
                 a = a[:, idx][:, :, idx]
             result[name] = a[:, :n, :n].numpy()
         return result
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path} ({err}); the model directory is incomplete or corrupt") from err
+
+
+def _do_normalize(path: Path | None, default: bool) -> bool:
+    if path is not None and (path / "preprocessor_config.json").is_file():
+        return bool(_read_json(path / "preprocessor_config.json").get("do_normalize", default))
+    return default

@@ -11,7 +11,6 @@ times, layers — is :mod:`musiclens.extract.hf`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 
 from musiclens.errors import CheckpointError, ConfigError
-from musiclens.extract.hf import _FE_NEEDS, _UNKNOWN, _WRAPPERS, FAMILIES, MODEL_TYPES, SAMPLE_RATES, HFExtractor
+from musiclens.extract.hf import (_FE_NEEDS, _UNKNOWN, _WRAPPERS, FAMILIES, MODEL_TYPES, SAMPLE_RATES, HFExtractor,
+                                  _do_normalize, _read_json)
 
 __all__ = ["build_hf", "load_hf_directory", "from_pretrained_checked"]
 
@@ -33,19 +33,6 @@ def _classes(family: str) -> tuple[type, type]:
 
     cfg_name, model_name, _ = FAMILIES[family]
     return getattr(transformers, cfg_name), getattr(transformers, model_name)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"cannot read {path} ({err}); the model directory is incomplete or corrupt") from err
-
-
-def _do_normalize(path: Path | None, default: bool) -> bool:
-    if path is not None and (path / "preprocessor_config.json").is_file():
-        return bool(_read_json(path / "preprocessor_config.json").get("do_normalize", default))
-    return default
 
 
 def _random_model(model_cls: type, config: Any, seed: int) -> torch.nn.Module:

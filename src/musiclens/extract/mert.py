@@ -30,8 +30,7 @@ from typing import Any
 import torch
 
 from musiclens.errors import CheckpointError, MissingDependencyError
-from musiclens.extract.hf import HFExtractor
-from musiclens.extract.hf_loading import _do_normalize, _read_json
+from musiclens.extract.hf import HFExtractor, _do_normalize, _read_json
 
 __all__ = ["load_mert", "build_mert", "mert_hubert_config", "read_state_dict", "MERT_EXTRAS"]
 
