@@ -157,13 +157,18 @@ class ResemblyzerExtractor(PretrainedExtractor):
         path = package_data_path("resemblyzer", "pretrained.pt")
         try:
             checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-            if not isinstance(checkpoint, dict) or "model_state" not in checkpoint:
-                raise ValueError("no 'model_state' in the checkpoint")
-            state = {k: v for k, v in checkpoint["model_state"].items() if k not in _TRAINING_ONLY}
-            model = build_resemblyzer_net()
-            model.load_state_dict(state, strict=True)
-        except (RuntimeError, ValueError, OSError, KeyError) as err:
+        except (RuntimeError, ValueError, OSError) as err:
             raise ExtractionError(f"could not load resemblyzer's weights {path} ({err}); "
+                                  f"reinstall with: {PIP_COMMANDS['resemblyzer']}") from err
+        if not isinstance(checkpoint, dict) or "model_state" not in checkpoint:
+            raise ExtractionError(f"resemblyzer's weights {path} hold no 'model_state'; "
+                                  f"reinstall with: {PIP_COMMANDS['resemblyzer']}")
+        state = {k: v for k, v in checkpoint["model_state"].items() if k not in _TRAINING_ONLY}
+        model = build_resemblyzer_net()
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ExtractionError(f"resemblyzer's weights {path} do not fit its network ({err}); "
                                   f"reinstall with: {PIP_COMMANDS['resemblyzer']}") from err
         self.step = int(np.round((RESEMBLYZER_SAMPLE_RATE / float(rate)) / MEL_HOP))
         self.rate = float(rate)
