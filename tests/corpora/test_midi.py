@@ -11,7 +11,7 @@ from musiclens.corpora.dataset import Corpus
 from musiclens.corpora.labels import MusicLabels, sounding_pitch_classes, validate_labels
 from musiclens.corpora.midi import MidiFileSource, Music21Source, find_midi_files, load_midi, music21_analysis_entries
 from musiclens.corpora.shards import build_corpus
-from musiclens.errors import DatasetError
+from musiclens.errors import DatasetError, StoreError
 
 
 def _write_midi(path, notes, *, program=0, key_number=None):
@@ -63,6 +63,11 @@ def test_midi_folder_build_stops_or_skips_and_records(tmp_path, midi_folder) -> 
     assert lab.key == "C major" and lab.sources["key"] == "midi key signature"
     assert corpus.labels(1).key is not None and "estimated" in corpus.labels(1).sources["key"]
     np.testing.assert_allclose(lab.beats[:4], [0.0, 0.5, 1.0, 1.5])
+    # only bad files, skipped: no finished-looking empty corpus
+    bad_only = MidiFileSource([midi_folder / "b_empty.mid", midi_folder / "c_corrupt.mid"])
+    with pytest.raises(StoreError, match="no piece of the corpus could be built.*c_corrupt.mid"):
+        build_corpus(tmp_path / "empty", source=bad_only, pieces_per_shard=2, skip_bad=True)
+    assert not (tmp_path / "empty" / "corpus.json").exists()
 
 
 @pytest.fixture(scope="module")

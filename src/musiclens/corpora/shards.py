@@ -239,6 +239,10 @@ def build_corpus(
         skipped += idx["skipped"]
         n_pieces += len(idx["pieces"])
         total_samples += idx["n_samples"]
+    if n_pieces == 0:   # every item skipped: no corpus.json, so nothing looks finished
+        reasons = "; ".join(f"{s['source']}: {s['error']}" for s in skipped[:3])
+        raise StoreError(f"no piece of the corpus could be built ({len(skipped)} skipped: {reasons}); fix the "
+                         f"source, then run the same command again (the shards in {root} are reused)")
     manifest = {
         **build,
         "n_pieces": n_pieces,
