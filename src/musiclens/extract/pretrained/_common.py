@@ -243,6 +243,29 @@ def run_batched(
     return {n: np.concatenate([p[n] for p in parts]) for n in names}
 
 
+def run_units(
+    units: Sequence[Any],
+    names: Sequence[str],
+    forward: Callable[[Any, Sequence[str]], dict[str, np.ndarray]],
+    *,
+    batch_size: int,
+    desc: str,
+    progress: bool,
+    join: Callable[[list[Any]], Any] = np.concatenate,
+) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+    """Independent units (frames, windows, patches) of every clip, batched across clips.
+
+    ``units[i]`` holds clip ``i``'s units along axis 0; they are joined (``join``: ``np.concatenate``
+    or ``torch.cat``), run through :func:`run_batched` and split back: returns per-clip
+    ``{layer: [n_units_i, ...]}`` and the unit counts.  Exact because units never see each other.
+    """
+    counts = [int(u.shape[0]) for u in units]
+    joined = run_batched(join(list(units)), names, forward, batch_size=batch_size, desc=desc, progress=progress)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    per_clip = [{n: joined[n][a:b] for n in names} for a, b in zip(bounds[:-1], bounds[1:])]
+    return per_clip, counts
+
+
 def run_equal_length(
     clips: Sequence[np.ndarray],
     names: Sequence[str],

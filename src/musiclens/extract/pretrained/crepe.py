@@ -29,7 +29,7 @@ from musiclens.extract.pretrained._common import (
     info_head,
     layer_for_decode,
     randomize_module,
-    run_batched,
+    run_units,
     state_dict_hash,
 )
 from musiclens.extract.pretrained._imports import import_torch, import_torchcrepe, quiet
@@ -195,16 +195,8 @@ class CrepeExtractor(PretrainedExtractor):
     ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
         """Frames of all clips in batches of ``batch_size``; ``frame_times[i] = i * hop / 16000``."""
         torch = import_torch()
-        frames = [self._frames(c) for c in clips]
-        counts = [f.shape[0] for f in frames]
-        joined = run_batched(torch.cat(frames), names, self._forward, batch_size=self.batch_size,
-                             desc=self.name, progress=self.progress)
-        per_clip: list[dict[str, np.ndarray]] = []
-        offset = 0
-        for c in counts:
-            per_clip.append({n: joined[n][offset:offset + c] for n in names})
-            offset += c
-        return per_clip, counts
+        return run_units([self._frames(c) for c in clips], names, self._forward, batch_size=self.batch_size,
+                         desc=self.name, progress=self.progress, join=torch.cat)
 
     def decode_hz(self, activations: Activations) -> np.ndarray:
         """Pitch in Hz ``[shape=(n_clips, n_frames)]`` from the ``classifier`` layer."""

@@ -56,7 +56,7 @@ from musiclens.extract.pretrained._common import (
     PretrainedExtractor,
     info_head,
     randomize_module,
-    run_batched,
+    run_units,
     state_dict_hash,
 )
 from musiclens.extract.pretrained._imports import PIP_COMMANDS, import_torch, package_data_path
@@ -460,16 +460,8 @@ class MusicnnExtractor(PretrainedExtractor):
         self, clips: list[np.ndarray], ids: list[str], names: list[str]
     ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
         """Patches of all clips in batches of ``batch_size`` (patches are independent)."""
-        patches = [self.patches(c) for c in clips]
-        counts = [p.shape[0] for p in patches]
-        joined = run_batched(np.concatenate(patches), names, self._forward, batch_size=self.batch_size,
-                             desc=self.name, progress=self.progress)
-        per_clip: list[dict[str, np.ndarray]] = []
-        offset = 0
-        for c in counts:
-            per_clip.append({n: joined[n][offset:offset + c] for n in names})
-            offset += c
-        return per_clip, counts
+        return run_units([self.patches(c) for c in clips], names, self._forward, batch_size=self.batch_size,
+                         desc=self.name, progress=self.progress)
 
     def info(self) -> dict[str, Any]:
         """Architecture, weights hash, training task and data, tags, options."""

@@ -50,7 +50,7 @@ from musiclens.extract.pretrained._common import (
     PretrainedExtractor,
     info_head,
     randomize_module,
-    run_batched,
+    run_units,
     state_dict_hash,
 )
 from musiclens.extract.pretrained._imports import PIP_COMMANDS, import_torch, package_data_path
@@ -227,16 +227,8 @@ class ResemblyzerExtractor(PretrainedExtractor):
         self, clips: list[np.ndarray], ids: list[str], names: list[str]
     ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
         """Windows of all clips in batches of ``batch_size`` (each window is independent)."""
-        windows = [self.mel_windows(c) for c in clips]
-        counts = [w.shape[0] for w in windows]
-        joined = run_batched(np.concatenate(windows), names, self._forward, batch_size=self.batch_size,
-                             desc=self.name, progress=self.progress)
-        per_clip: list[dict[str, np.ndarray]] = []
-        offset = 0
-        for c in counts:
-            per_clip.append({n: joined[n][offset:offset + c] for n in names})
-            offset += c
-        return per_clip, counts
+        return run_units([self.mel_windows(c) for c in clips], names, self._forward, batch_size=self.batch_size,
+                         desc=self.name, progress=self.progress)
 
     def info(self) -> dict[str, Any]:
         """Architecture, weights hash, training task and data, options."""
