@@ -258,7 +258,7 @@ def test_musicnn_layers_frames_batching_and_options(mtt) -> None:
 @needs_musicnn
 def test_musicnn_random_control_and_checkpoint_reader(mtt, tmp_path) -> None:
     from musiclens.extract.pretrained._imports import package_data_path
-    from musiclens.extract.pretrained.musicnn import read_tf_checkpoint
+    from musiclens.extract.pretrained.tf_checkpoint import read_tf_checkpoint
 
     clip = [tone(262.0, 3.0, harmonics=5)]
     r = EXTRACTORS.get("musicnn-mtt")(randomize=True, seed=7)

@@ -7,7 +7,7 @@ and residual connections, and a back end that pools over time (max and mean), a 
 layer and 50 sigmoid tags.  The wheel ships the trained weights as TensorFlow-1 checkpoints
 (``musicnn/MTT_musicnn/``: MagnaTagATune tags; ``musicnn/MSD_musicnn/``: Million Song Dataset /
 last.fm tags); its code needs TensorFlow, which musiclens never installs.  This module reads the
-checkpoint files itself (:func:`read_tf_checkpoint`: the ``.index`` table and the raw
+checkpoint files itself (:func:`~musiclens.extract.pretrained.tf_checkpoint.read_tf_checkpoint`: the ``.index`` table and the raw
 ``.data-00000-of-00001`` bytes; no TensorFlow, no protobuf: the pure-Python
 ``tensorflow-checkpoint-reader`` 0.2.2 does not import beside protobuf 7), and runs the network as
 :func:`build_musicnn_net`'s ``torch.nn.Module`` in inference mode (batch norm with the moving
@@ -44,9 +44,7 @@ frames with ``block_pooling``, ``"mean"`` or ``"max"``):
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,8 +58,9 @@ from musiclens.extract.pretrained._common import (
     state_dict_hash,
 )
 from musiclens.extract.pretrained._imports import PIP_COMMANDS, import_torch, package_data_path
+from musiclens.extract.pretrained.tf_checkpoint import read_tf_checkpoint
 
-__all__ = ["MusicnnExtractor", "build_musicnn_net", "read_tf_checkpoint", "musicnn_log_mel", "MUSICNN_MODELS",
+__all__ = ["MusicnnExtractor", "build_musicnn_net", "musicnn_log_mel", "MUSICNN_MODELS",
            "MTT_TAGS", "MSD_TAGS"]
 
 logger = logging.getLogger(__name__)
@@ -94,134 +93,6 @@ MUSICNN_MODELS: dict[str, tuple[str, list[str], str]] = {
 MUSICNN_LAYERS = ["mel", "timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate",
                   "taggram"]
 _FRAME_LAYERS = ("mel", "timbral", "temporal", "cnn1", "cnn2", "cnn3")
-_TF_FLOAT = 1   # DT_FLOAT
-
-
-# -- TensorFlow checkpoint reader (tensor bundle V2) ---------------------------------------------
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _table_block(data: bytes, handle: bytes, where: str) -> bytes:
-    offset, pos = _varint(handle, 0)
-    size, _ = _varint(handle, pos)
-    if offset + size + 5 > len(data):
-        raise ExtractionError(f"{where}: truncated checkpoint index")
-    if data[offset + size] != 0:
-        raise ExtractionError(f"{where}: compressed checkpoint index blocks are not supported")
-    return data[offset:offset + size]
-
-
-def _block_entries(block: bytes) -> list[tuple[bytes, bytes]]:
-    n_restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
-    end = len(block) - 4 - 4 * n_restarts
-    pos, key, out = 0, b"", []
-    while pos < end:
-        shared, pos = _varint(block, pos)
-        unshared, pos = _varint(block, pos)
-        size, pos = _varint(block, pos)
-        key = key[:shared] + block[pos:pos + unshared]
-        pos += unshared
-        out.append((key, block[pos:pos + size]))
-        pos += size
-    return out
-
-
-def _proto_fields(buf: bytes) -> list[tuple[int, Any]]:
-    pos, out = 0, []
-    while pos < len(buf):
-        tag, pos = _varint(buf, pos)
-        field, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 2:
-            n, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + n], pos + n
-        elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
-        elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
-        else:
-            raise ExtractionError(f"unsupported protobuf wire type {wire} in checkpoint index")
-        out.append((field, value))
-    return out
-
-
-def read_tf_checkpoint(prefix: str | Path, *, skip_optimizer: bool = True) -> dict[str, np.ndarray]:
-    """Tensors of a TensorFlow (tensor bundle V2) checkpoint, without TensorFlow.
-
-    Parameters
-    ----------
-    prefix
-        Checkpoint prefix: ``<prefix>.index`` and ``<prefix>.data-00000-of-00001`` must exist
-        (musicnn's folders use an empty file stem: ``MTT_musicnn/.index``, so pass ``MTT_musicnn/``).
-    skip_optimizer
-        Leave out Adam slots (``*/Adam``, ``*/Adam_1``) and ``beta1_power`` / ``beta2_power``.
-
-    Returns
-    -------
-    dict
-        ``{variable name: float32 array}`` in the checkpoint's shapes (TensorFlow layouts).
-    """
-    try:
-        return _read_tf_checkpoint(str(prefix), skip_optimizer=skip_optimizer)
-    except (IndexError, struct.error, UnicodeDecodeError, ValueError) as err:
-        raise ExtractionError(f"could not read the TensorFlow checkpoint {prefix} ({err!r})") from err
-
-
-def _read_tf_checkpoint(prefix: str, *, skip_optimizer: bool) -> dict[str, np.ndarray]:
-    index = Path(prefix + ".index")
-    if not index.is_file():
-        raise ExtractionError(f"no TensorFlow checkpoint index at {index}")
-    data = index.read_bytes()
-    if len(data) < 48 or struct.unpack("<Q", data[-8:])[0] != 0xDB4775248B80FB57:
-        raise ExtractionError(f"{index} is not a TensorFlow checkpoint index (bad table magic)")
-    footer = data[-48:]
-    _, pos = _varint(footer, 0)
-    _, pos = _varint(footer, pos)          # skip the metaindex handle
-    entries: dict[str, bytes] = {}
-    for _, handle in _block_entries(_table_block(data, footer[pos:], str(index))):
-        for key, value in _block_entries(_table_block(data, handle, str(index))):
-            entries[key.decode()] = value
-    shards: dict[int, bytes] = {}
-    out: dict[str, np.ndarray] = {}
-    for name, value in entries.items():
-        if not name:
-            continue                        # the bundle header
-        if skip_optimizer and (name.endswith(("/Adam", "/Adam_1")) or name in ("beta1_power", "beta2_power")):
-            continue
-        fields = dict(_proto_fields(value))
-        dtype, shard, offset, size = fields.get(1, 0), fields.get(3, 0), fields.get(4, 0), fields.get(5, 0)
-        if fields.get(7):
-            raise ExtractionError(f"{index}: sliced variable {name!r} is not supported")
-        if dtype != _TF_FLOAT:
-            raise ExtractionError(f"{index}: variable {name!r} has TensorFlow dtype {dtype}, expected float32")
-        shape = [dict(_proto_fields(dim)).get(1, 0) for f, dim in _proto_fields(fields.get(2, b"")) if f == 2]
-        if shard not in shards:
-            path = Path(f"{prefix}.data-{shard:05d}-of-{_n_shards(entries):05d}")
-            if not path.is_file():
-                raise ExtractionError(f"missing checkpoint data file {path}")
-            shards[shard] = path.read_bytes()
-        raw = shards[shard][offset:offset + size]
-        if len(raw) != size or size != 4 * int(np.prod(shape, dtype=np.int64)):
-            raise ExtractionError(f"{index}: variable {name!r} has {len(raw)} bytes for shape {shape}")
-        out[name] = np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
-    return out
-
-
-def _n_shards(entries: dict[str, bytes]) -> int:
-    header = dict(_proto_fields(entries.get("", b"")))
-    return int(header.get(1, 1)) or 1
-
-
-# -- pre-processing --------------------------------------------------------------------------------
 def musicnn_log_mel(clip: np.ndarray) -> np.ndarray:
     """musicnn's input ``[shape=(n_frames, 96)]`` for a 16 kHz clip (see the module docstring)."""
     import librosa
