@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[list[str], bool]] = {
     "ssm": (["ssm", "--model", "mfcc", "--corpus", "corpus"], False),
     "train": (["train", "ntxent", "--config", "config.yaml"], True),
     "probe": (["probe", "-a", "acts", "-s", "stim", "-t", "pitch"], False),
+    "benchmark": (["benchmark", "--model", "mfcc", "--data-root", "data"], False),
     "stimuli notes": (["stimuli", "notes", "--midi", "60"], True),
     "stimuli nsynth": (["stimuli", "nsynth", "nsynth-root"], True),
     "stimuli import": (["stimuli", "import", "audio-dir", "--metadata", "table.csv"], True),

@@ -26,7 +26,8 @@ app = typer.Typer(
 )
 
 #: Command modules under ``musiclens.commands``; each defines ``register(app)``.
-COMMAND_MODULES: tuple[str, ...] = ("stimuli", "run", "rsa", "extract", "report", "corpus", "attention", "ssm", "train", "probe")
+COMMAND_MODULES: tuple[str, ...] = ("stimuli", "run", "rsa", "extract", "report", "corpus", "attention", "ssm", "train", "probe",
+                                     "benchmark")
 
 
 def _version_callback(value: bool) -> None:
