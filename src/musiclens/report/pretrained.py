@@ -4,10 +4,13 @@ For every network of the study that is a built-in pretrained network (its ``mode
 card, :mod:`musiclens.extract.cards`, and was trained on music or speech — not hand-crafted
 features, not networks trained in the run), one table row: its training task and data, the
 best layer of the partial chroma statistic (height partialled out; ``partial-tau-b`` for τ_a),
-that value, and in how many layers it is significant (corrected as in the RSA table).  The
-answer sentence counts networks with at least one significant layer per training domain:
-"partial chroma is significant in k of n music-trained and j of m speech-trained pretrained
-networks", naming the task groups.
+that value, and in how many layers it is significant (corrected as in the RSA table) — all
+layers, and *learned* layers only: a network's input representation (the spectrogram it computes
+before any trained weight, ``ModelCard.input_layers``) carries the chroma of the sound itself,
+not of the training.  The answer sentence counts, per training domain, the networks with a
+significant learned layer: "partial chroma is significant in a learned layer of k of n
+music-trained and j of m speech-trained pretrained networks", naming the task groups and the
+networks where it is significant only in the input representation.
 """
 
 from __future__ import annotations
@@ -40,10 +43,16 @@ def pretrained_table(rsa: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.DataFrame:
         if sel.empty:
             continue
         best = sel.loc[sel["value"].idxmax()]
+        sig = sel["significant"].astype(bool)
+        learned = ~sel["layer"].isin(card.input_layers)
+        best_learned = sel[learned].loc[sel[learned]["value"].idxmax()] if learned.any() else None
         rows.append({"network": name, "domain": card.domain, "trained for": card.task_group, "task": card.task,
                      "training data": card.training_data, "statistic": stat, "best layer": best["layer"],
-                     "value": float(best["value"]), "significant layers": int(sel["significant"].astype(bool).sum()),
-                     "layers": int(len(sel))})
+                     "value": float(best["value"]),
+                     "best learned layer": "" if best_learned is None else best_learned["layer"],
+                     "learned value": float("nan") if best_learned is None else float(best_learned["value"]),
+                     "significant layers": int(sig.sum()), "significant learned layers": int((sig & learned).sum()),
+                     "layers": int(len(sel)), "input layers": ", ".join(card.input_layers)})
     return pd.DataFrame(rows)
 
 
@@ -57,12 +66,18 @@ def pretrained_sentence(table: pd.DataFrame) -> str | None:
         sel = table[table["domain"] == domain]
         if sel.empty:
             continue
-        sig = sel[sel["significant layers"] > 0]
-        groups = ", ".join(f"{g} {int((s['significant layers'] > 0).sum())}/{len(s)}"
+        learned = sel["significant learned layers"] > 0
+        groups = ", ".join(f"{g} {int((s['significant learned layers'] > 0).sum())}/{len(s)}"
                            for g, s in sel.groupby("trained for", sort=False))
-        parts.append(f"{len(sig)} of {len(sel)} {domain}-trained ({groups})")
-    return (f"Among the pretrained networks, partial chroma ({stat}, height partialled out) is significant in "
-            + " and ".join(parts) + " pretrained networks (a network counts when any layer is significant).")
+        parts.append(f"{int(learned.sum())} of {len(sel)} {domain}-trained ({groups})")
+    text = (f"Among the pretrained networks, partial chroma ({stat}, height partialled out) is significant in a "
+            "learned layer of " + " and ".join(parts) + " pretrained networks")
+    input_only = table[(table["significant layers"] > 0) & (table["significant learned layers"] == 0)]
+    if len(input_only):
+        text += ("; in " + ", ".join(f"{r['network']} ({r['domain']}-trained)" for _, r in input_only.iterrows())
+                 + " only the input representation (" + ", ".join(sorted(set(input_only["input layers"])))
+                 + ") shows it")
+    return text + "."
 
 
 def _pretrained_section(ctx: ReportContext) -> Section | None:
@@ -76,14 +91,17 @@ def _pretrained_section(ctx: ReportContext) -> Section | None:
     sec = Section("Pretrained networks by training task")
     sec.answers.append(sentence)
     sec.findings.append(sentence)
-    cols = ["network", "domain", "trained for", "best layer", "value", "significant layers", "layers"]
+    cols = ["network", "domain", "trained for", "best learned layer", "learned value", "significant learned layers",
+            "significant layers", "layers"]
     sec.md += [f"- {sentence}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    sec.md += ["| " + " | ".join(f"{r[c]:.3f}" if c == "value" else str(r[c]) for c in cols) + " |"
+    sec.md += ["| " + " | ".join(f"{r[c]:.3f}" if c == "learned value" else str(r[c]) for c in cols) + " |"
                for _, r in table.iterrows()]
     sec.html.append(f"<p>{sentence}</p>")
     sec.html.append("<p class='meta'>Real networks whose weights ship in pip packages, grouped by what they were "
-                    "trained for (model cards: <code>musiclens models</code>). Value: the partial chroma statistic "
-                    "at its best layer; significant layers: corrected p below α, as in the RSA table.</p>")
+                    "trained for (model cards: <code>musiclens models</code>). Values: the partial chroma statistic "
+                    "at the best layer and at the best learned layer (past the input spectrogram the network "
+                    "computes before any trained weight); significant layers: corrected p below α, as in the RSA "
+                    "table.</p>")
     sec.html.append(table_html(table))
     return sec
 
