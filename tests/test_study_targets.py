@@ -35,10 +35,16 @@ def _study(inputs: Path, **targets) -> dict:
     }
 
 
+TINY_W2V = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+            "conv_dim": [32, 32, 32, 32, 32, 32, 32], "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2}
+
+
 def test_study_recovers_the_listeners_structure(inputs, tmp_path):
-    run = run_study(_study(inputs), out=tmp_path / "run")
+    study = _study(inputs, flexible=True)
+    study["networks"]["w2v"] = {"model": "wav2vec2", "randomize": True, "options": {"config": TINY_W2V}}
+    run = run_study(study, out=tmp_path / "run")
     t = pd.read_csv(run / "targets" / "targets.csv")
-    assert set(t["group"]) == {"chroma", "mfcc", "model"}
+    assert set(t["group"]) == {"chroma", "mfcc", "w2v", "model"}
     by = t.set_index("candidate")["value"]
     # the simulated listeners hear circular chroma (+ a little octave): the model that is their truth
     # explains them best, and the chroma features beat the MFCCs
@@ -47,7 +53,11 @@ def test_study_recovers_the_listeners_structure(inputs, tmp_path):
     assert t["noise_lower"].iloc[0] > 0.5
     steps = json.loads((run / "steps.json").read_text()) if (run / "steps.json").exists() else None
     html = (run / "report.html").read_text()
-    assert "Measured RDMs" in html and "the best of 4 candidates is model/chroma_circular" in html
+    assert "Measured RDMs" in html and "the best of 7 candidates is model/chroma_circular" in html
+    flex = pd.read_csv(run / "targets" / "targets_flexible.csv")
+    assert set(flex[flex.kind == "flexible"]["candidate"]) == {"w2v/weighted"}      # one network with several layers
+    assert len(flex) == 8 and flex["n_folds"].iloc[0] == 3 * 4     # rsatoolbox defaults for 6 subjects, 36 stimuli
+    assert "fitted weighted layer sums score w2v/weighted (3 layers)" in html
     md = (run / "report.md").read_text()
     assert "model/chroma_circular" in md
     manifest = json.loads((run / "stimuli" / "manifest.json").read_text())

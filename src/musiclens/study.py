@@ -92,7 +92,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
                   "n_bootstraps": 5000},
     # Measured RDMs (MEG, fMRI, behaviour) every network is evaluated against (musiclens.study_steps.targets).
     "targets": {"files": [], "networks": None, "models": [], "method": "corr", "bootstrap": "dual",
-                "n_bootstraps": 1000, "correction": "fdr_bh", "alpha": 0.05, "noise_ceiling": True},
+                "n_bootstraps": 1000, "correction": "fdr_bh", "alpha": 0.05, "noise_ceiling": True,
+                "flexible": False},
     # Named overlays merged onto the study by `musiclens run --scale NAME` (e.g. quick/full).
     "scales": {},
     "steps": {"run": ["stimuli", "summary"]},

@@ -190,3 +190,17 @@ def test_rsa_command_target_refusals(cli_inputs):
                                           "--target-bootstrap", "stimuli", "--target-bootstraps", "20"])
     assert res.exit_code == 0, res.output
     assert not (tmp / "out" / "rsa.csv").exists()
+
+
+def test_rsa_command_flexible(cli_inputs):
+    from musiclens.cli import app
+
+    tmp = cli_inputs
+    base = ["rsa", "-a", str(tmp / "acts.npz"), "-s", str(tmp / "stim"), "-o", str(tmp / "flex"), "--models",
+            "none", "--targets", str(tmp / "listeners.npz"), "--target-bootstraps", "20", "--no-figures"]
+    _fails(base + ["--flexible", "--target-method", "spearman"], "corr or cosine")
+    res = CliRunner().invoke(app, base + ["--flexible"])
+    assert res.exit_code == 0, res.output
+    flex = pd.read_csv(tmp / "flex" / "targets_flexible.csv")
+    assert set(flex["candidate"]) == {"network/layer_00", "network/layer_01", "network/weighted"}
+    assert flex.set_index("candidate").loc["network/weighted", "n_components"] == 2

@@ -17,7 +17,7 @@ __all__: list[str] = []
 
 
 def _targets_section(ctx: ReportContext) -> Section | None:
-    from musiclens.rsa.target_analysis import best_sentence
+    from musiclens.rsa.target_analysis import best_sentence, flexible_sentence
 
     folder = ctx.run_dir / "targets"
     path = folder / "targets.csv"
@@ -25,6 +25,8 @@ def _targets_section(ctx: ReportContext) -> Section | None:
         return None
     table = pd.read_csv(path)
     pairwise = pd.read_csv(folder / "targets_pairwise.csv")
+    flex_path = folder / "targets_flexible.csv"
+    flex = pd.read_csv(flex_path) if flex_path.is_file() else None
     sec = Section("Measured RDMs")
     sec.html.append("<p class='meta'>Every layer (and the listed model RDMs) as a fixed candidate RDM, compared with "
                     "each subject's measured RDM as rsatoolbox does (eval_fixed; noise ceiling over subjects; "
@@ -36,6 +38,12 @@ def _targets_section(ctx: ReportContext) -> Section | None:
         sec.findings.append(sentence)
         sec.md.append(f"- {sentence}")
         sec.html.append(f"<h3>{name}</h3><p>{sentence}</p>")
+        if flex is not None and (flex["target"] == name).any():
+            fs = flexible_sentence(flex[flex["target"] == name])
+            if fs:
+                sec.findings.append(fs)
+                sec.md.append(f"- {fs}")
+                sec.html.append(f"<p>{fs}</p>")
         for kind, alt in (("layers", "every layer against the noise-ceiling band"),
                           ("comparison", "best layer per network and model RDMs; lines: significant pairs")):
             fig = folder / f"targets_{file_safe(str(name))}_{kind}.png"
@@ -47,7 +55,8 @@ def _targets_section(ctx: ReportContext) -> Section | None:
             ["candidate", "value", "se", "ci_low", "ci_high", "p_zero", "p_noise_lower", "reaches_lower_bound",
              "noise_lower", "noise_upper"]].sort_values("value", ascending=False)
         sec.html.append(table_html(shown))
-    sec.md.append("Full tables: `targets/targets.csv`, `targets/targets_pairwise.csv`.")
+    sec.md.append("Full tables: `targets/targets.csv`, `targets/targets_pairwise.csv`"
+                  + (", `targets/targets_flexible.csv`." if flex is not None else "."))
     return sec
 
 

@@ -38,7 +38,7 @@ from musiclens.rsa.targets import TargetRDMs, align_to, describe
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["run_targets", "check_target_options", "TargetResults", "best_sentence"]
+__all__ = ["run_targets", "check_target_options", "TargetResults", "best_sentence", "flexible_sentence"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class TargetResults:
     omitted: list[dict[str, str]] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    #: Cross-validated fixed and flexible candidates per target (``flexible=True``), else empty.
+    flexible: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -74,6 +76,9 @@ class TargetResults:
         paths = [atomic_write_text(folder / "targets.csv", self.table.to_csv(index=False, float_format="%.10g")),
                  atomic_write_text(folder / "targets_pairwise.csv",
                                    self.pairwise.to_csv(index=False, float_format="%.10g"))]
+        if self.flexible:
+            flex = pd.concat(list(self.flexible.values()), ignore_index=True)
+            paths.append(atomic_write_text(folder / "targets_flexible.csv", flex.to_csv(index=False, float_format="%.10g")))
         if figures:
             from musiclens.plotting import file_safe, save_pngs
 
@@ -126,7 +131,8 @@ def _candidates_for(target: TargetRDMs, networks: Mapping[str, tuple[Mapping[str
 
 
 def check_target_options(*, method: str = "corr", bootstrap: str = "dual", n_bootstraps: int = 1000,
-                         correction: str = "fdr_bh", alpha: float = 0.05, noise_ceiling: bool = True) -> None:
+                         correction: str = "fdr_bh", alpha: float = 0.05, noise_ceiling: bool = True,
+                         flexible: bool = False) -> None:
     """Validate the evaluation options before any work (each a musiclens error naming the fix)."""
     from musiclens.rsa.compare import COMPARISONS
     from musiclens.rsa.evaluate import BOOTSTRAPS
@@ -142,6 +148,8 @@ def check_target_options(*, method: str = "corr", bootstrap: str = "dual", n_boo
         raise ConfigError(f"n_bootstraps={n_bootstraps}: too few resamples for a variance; use >= 10 (1000 is usual)")
     if not 0 < float(alpha) < 1:
         raise ConfigError(f"alpha={alpha!r}; give a level between 0 and 1, e.g. 0.05")
+    if flexible and method not in ("corr", "cosine"):
+        raise ConfigError(f"flexible (fitted, cross-validated) candidates need method corr or cosine, not {method!r}")
 
 
 def run_targets(
@@ -158,6 +166,7 @@ def run_targets(
     correction: str = "fdr_bh",
     alpha: float = 0.05,
     noise_ceiling: bool = True,
+    flexible: bool = False,
 ) -> TargetResults:
     """Evaluate every network layer (and model RDM) against every target.
 
@@ -170,16 +179,24 @@ def run_targets(
         The stimulus set's metadata (for ``models``).
     models
         Model RDM names (:data:`musiclens.rsa.models.MODEL_RDMS`) to evaluate beside the layers.
+    flexible
+        Also cross-validate, for each network with several layers, the weighted sum of its layers
+        (a flexible candidate fitted per fold, :mod:`musiclens.rsa.flexible`) beside every fixed
+        candidate on the same subject × stimulus folds (rsatoolbox's default group counts; ``corr``
+        or ``cosine``; targets with missing pairs are left out of it, recorded in ``omitted``).
     """
     if not targets:
         raise ConfigError("give at least one target RDM file")
     check_target_options(method=method, bootstrap=bootstrap, n_bootstraps=n_bootstraps, correction=correction,
-                         alpha=alpha, noise_ceiling=noise_ceiling)
+                         alpha=alpha, noise_ceiling=noise_ceiling, flexible=flexible)
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
         raise ConfigError(f"target names repeat ({names}); name them NAME=PATH")
+    if flexible and method not in ("corr", "cosine"):
+        raise ConfigError(f"flexible candidates are fitted for corr and cosine comparisons, not {method!r}")
     omitted: list[dict[str, str]] = []
     out: dict[str, TargetEvaluation] = {}
+    flex_tables: dict[str, pd.DataFrame] = {}
     described: list[dict[str, Any]] = []
     for k, target in enumerate(targets):
         aligned, vecs, cand_names, groups = _candidates_for(target, networks, metadata, models, distance, omitted)
@@ -187,11 +204,41 @@ def run_targets(
             np.stack(vecs), cand_names, aligned, method=method, bootstrap=bootstrap, n_bootstraps=n_bootstraps,
             seed=seed + k, correction=correction, alpha=alpha, noise_ceiling=noise_ceiling, groups=groups)
         described.append(describe(aligned))
+        if flexible:
+            flex_table = _flexible_for(aligned, np.stack(vecs), cand_names, groups, method=method, seed=seed + k,
+                                       omitted=omitted)
+            if flex_table is not None:
+                flex_tables[target.name] = flex_table
     layer_order = {net: [str(layer) for layer in layers] for net, (layers, _) in networks.items()}
     config = {"distance": distance, "method": method, "bootstrap": bootstrap, "n_bootstraps": n_bootstraps,
               "seed": seed, "correction": correction, "alpha": alpha, "noise_ceiling": noise_ceiling,
-              "models": list(models)}
-    return TargetResults(out, layer_order, omitted, described, config)
+              "models": list(models), "flexible": flexible}
+    return TargetResults(out, layer_order, omitted, described, config, flex_tables)
+
+
+def _flexible_for(target: TargetRDMs, vecs: np.ndarray, names: Sequence[str], groups: Sequence[str], *, method: str,
+                  seed: int, omitted: list[dict[str, str]]) -> pd.DataFrame | None:
+    """Cross-validated fixed candidates and one weighted-layer-sum candidate per network with several layers."""
+    from musiclens.rsa.flexible import crossvalidate, default_k, kfold_sets
+
+    if np.isnan(target.vectors).any():
+        omitted.append({"target": target.name, "candidate": "flexible candidates",
+                        "reason": "missing pairs: cross-validation over stimuli needs complete RDMs"})
+        return None
+    flex = {}
+    for net in dict.fromkeys(g for g in groups if g != "model"):
+        rows = [i for i, g in enumerate(groups) if g == net]
+        if len(rows) >= 2:
+            flex[f"{net}/weighted"] = vecs[rows]
+    k_subjects, k_stimuli = default_k(target.n_subjects, target.n_stimuli)
+    if target.n_subjects < 2 or target.n_stimuli < 6:
+        omitted.append({"target": target.name, "candidate": "flexible candidates",
+                        "reason": f"cross-validation needs >= 2 subjects and >= 6 stimuli ({target.n_subjects}, "
+                                  f"{target.n_stimuli})"})
+        return None
+    folds = kfold_sets(target.n_subjects, target.n_stimuli, k_subjects=min(k_subjects, target.n_subjects),
+                       k_stimuli=k_stimuli, seed=seed)
+    return crossvalidate(dict(zip(names, vecs)), flex, target, folds=folds, method=method)
 
 
 def best_sentence(table: pd.DataFrame, pairwise: pd.DataFrame) -> str:
@@ -212,6 +259,22 @@ def best_sentence(table: pd.DataFrame, pairwise: pd.DataFrame) -> str:
         text += (f"; it is significantly better than {n_sig} of the {len(mine)} other candidates "
                  f"({mine['correction'].iloc[0]}-corrected)")
     return text + ". The best layer is chosen on these data."
+
+
+def flexible_sentence(flex: pd.DataFrame) -> str | None:
+    """One sentence per target on the cross-validated weighted layer sums (``targets_flexible.csv`` rows)."""
+    weighted = flex[flex["kind"] == "flexible"]
+    if weighted.empty:
+        return None
+    fixed = flex[flex["kind"] == "fixed"]
+    best_fixed = fixed.loc[fixed["value"].idxmax()] if len(fixed) else None
+    parts = [f"{r['candidate']} ({int(r['n_components'])} layers) {r['value']:.3f}" for _, r in weighted.iterrows()]
+    first = flex.iloc[0]
+    text = (f"Cross-validated over subjects and stimuli ({int(first['n_folds'])} folds, {first['method']}) for "
+            f"{first['target']}: the fitted weighted layer sums score " + ", ".join(parts))
+    if best_fixed is not None:
+        text += f", the best fixed candidate {best_fixed['candidate']} {best_fixed['value']:.3f}"
+    return text + f" (cross-validated noise ceiling [{first['noise_lower']:.3f}, {first['noise_upper']:.3f}])."
 
 
 def plot_target_profiles(results: TargetResults, target: str) -> Figure:

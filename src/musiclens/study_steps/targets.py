@@ -12,6 +12,7 @@ The study section::
       correction: fdr_bh
       alpha: 0.05
       noise_ceiling: true
+      flexible: false         # also cross-validate each network's fitted weighted layer sum (corr/cosine)
 
 reads the pooled features the ``extract`` step stored (``RUN_DIR/features/<network>``) and writes
 ``RUN_DIR/targets/`` (``targets.csv``, ``targets_pairwise.csv``, figures, ``targets.json``) whole.
@@ -61,7 +62,7 @@ def _options(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"method": str(cfg["method"]), "bootstrap": str(cfg["bootstrap"]),
             "n_bootstraps": check_count("targets.n_bootstraps", cfg["n_bootstraps"]),
             "correction": str(cfg["correction"]), "alpha": float(cfg["alpha"]),
-            "noise_ceiling": bool(cfg["noise_ceiling"])}
+            "noise_ceiling": bool(cfg["noise_ceiling"]), "flexible": bool(cfg["flexible"])}
 
 
 def _check_targets(study: dict[str, Any]) -> None:
