@@ -20,6 +20,8 @@ ratios are printed: the first reference is the fastest rsatoolbox code we could 
 second is rsatoolbox's inference API as users call it.
 
 Run:  python benchmarks/bench_rsa.py --quick      (or without --quick for the full workload)
+      python benchmarks/bench_rsa.py --quick --backend torch   (also times the NumPy path: both backends,
+                                                                their ratio and largest table difference)
 
 On a machine shared with other jobs, OpenBLAS's worker threads contend badly; run with
 ``OPENBLAS_NUM_THREADS=1`` (both libraries then use one core) for stable numbers.
@@ -76,6 +78,10 @@ def main() -> None:
     print("note: shared 2-core machine, timings are noisy")
 
     # ---------------------------------------------------------------- musiclens
+    if args.backend != "numpy":   # import torch and touch the device before anything is timed
+        from musiclens.rsa.batched import get_backend
+
+        get_backend(args.backend).matmul_t(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32))
     t0 = time.perf_counter()
     res = run_rsa(layers, meta, models=models, method="tau-a", test="permutation", n_permutations=n_perm,
                   n_bootstraps=n_boot, bootstrap_over="both", partial=False, regression=False,
@@ -85,9 +91,22 @@ def main() -> None:
     run_rsa(layers, meta, models=models, method="tau-a", test="permutation", n_permutations=n_perm,
             n_bootstraps=n_boot, bootstrap_over="both", seed=args.seed, backend=args.backend)
     t_ml_all = time.perf_counter() - t0
-    print(f"musiclens: {t_ml:.1f} s  (stages: "
+    print(f"musiclens ({args.backend} backend): {t_ml:.1f} s  (stages: "
           + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items()) + ")")
     print(f"musiclens with partial tau-a, regression and CV best layer as well: {t_ml_all:.1f} s")
+    if args.backend != "numpy":   # both backends, same workload, same run: timings and agreement
+        from musiclens.rsa.batched import get_backend
+
+        device = getattr(get_backend(args.backend), "device", "cpu")
+        t0 = time.perf_counter()
+        ref = run_rsa(layers, meta, models=models, method="tau-a", test="permutation", n_permutations=n_perm,
+                      n_bootstraps=n_boot, bootstrap_over="both", partial=False, regression=False,
+                      best_layer=False, seed=args.seed, backend="numpy")
+        t_np = time.perf_counter() - t0
+        num = ref.table.select_dtypes("number").columns
+        gap = float(np.nanmax(np.abs(ref.table[num].to_numpy(float) - res.table[num].to_numpy(float))))
+        print(f"backends: numpy {t_np:.1f} s, {args.backend} (device {device}) {t_ml:.1f} s, "
+              f"numpy / {args.backend} = {t_np / t_ml:.2f}x; largest |table difference| {gap:.3g}")
 
     # same resamples as run_rsa (it spawns perm/boot seeds from SeedSequence(seed), in this order)
     perm_seed, boot_seed, _ = np.random.SeedSequence(args.seed).spawn(3)

@@ -42,6 +42,7 @@ def extract_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store made by another request."),
     allow_missing_weights: bool = typer.Option(False, "--allow-missing-weights", help="A Hugging Face directory whose weight files lack tensors: run those layers with random weights instead of refusing (recorded)."),
     option: list[str] = typer.Option([], "--option", help="Extra builder option KEY=VALUE (JSON value), repeatable."),
+    devices: str = typer.Option("auto", "--devices", help="Processes that split the stimuli: a count N (started here, one device each with --device cuda), 'env' (this process is one rank of torchrun/srun/RANK+WORLD_SIZE), or auto (env under a launcher, else 1). The merged store equals a one-process one byte for byte."),
 ) -> None:
     """Extract layer-wise activations of a stimulus set into a resumable feature store."""
     from musiclens.extract import extract_to_store
@@ -58,9 +59,13 @@ def extract_command(
         model, stimuli, out, layers=layers, pooling=pooling, batch_size=batch_size, chunk_size=chunk_size,
         window_s=window, hop_s=hop, start=start, stop=stop, randomize=randomize, seed=seed,
         trust_remote_code=trust_remote_code, device=device, overwrite=overwrite, progress=True,
-        options=options,
+        options=options, devices=devices,
     )
-    typer.echo(str(path))
+    from musiclens.extract.distributed import launcher_env
+
+    env = launcher_env()
+    if env is None or env.rank == 0:   # one rank of several a launcher started: rank 0 reports
+        typer.echo(str(path))
 
 
 def models_command(

@@ -25,10 +25,13 @@ def train_command(
     set_: list[str] = typer.Option(None, "--set", help="Override a config value: section.key=value (YAML value); repeatable."),
 ) -> None:
     """Train OBJECTIVE as CONFIG says; prints the exported backbone (a musiclens checkpoint for `musiclens extract`)."""
+    from musiclens.train.distributed import global_rank
     from musiclens.train.engine import train
 
     result = train(config, out=out, resume=not no_resume, overwrite=overwrite, overrides=list(set_ or []),
                    max_steps=max_steps, objective=objective)
+    if global_rank() != 0:   # one rank of several a launcher started (torchrun, srun): rank 0 reports
+        return
     state = "already finished" if result.already_finished else ("finished" if result.finished else "stopped")
     typer.echo(f"run directory: {result.run_dir.resolve()} ({state} at step {result.global_step})")
     if result.backbone is not None:

@@ -29,7 +29,7 @@ from musiclens.extract.store import FeatureStore, StoreWriter, request_key
 from musiclens.extract.windowing import extract_windowed
 from musiclens.provenance import Timer, hash_array, hash_bytes
 
-__all__ = ["build_extractor", "extract_activations", "extract_to_store", "prepare_clips"]
+__all__ = ["build_extractor", "extract_activations", "extract_to_store", "extraction_request", "prepare_clips"]
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +216,7 @@ def extract_to_store(
     sample_rate: int | None = None,
     stimulus_ids: Sequence[str] | None = None,
     options: Mapping[str, Any] | None = None,
+    devices: int | str = 1,
 ) -> Path:
     """Extract a stimulus set into a resumable on-disk :class:`FeatureStore`.
 
@@ -250,6 +251,13 @@ def extract_to_store(
         Show a tqdm progress bar.
     options
         Extra builder options (e.g. ``{"config": {...}}``).
+    devices
+        ``1`` (default): this process extracts everything.  ``N > 1``: ``N`` local processes
+        split the stimuli (a gloo process group; each writes a row-range shard, rank 0 merges
+        them); ``"env"``: this process is one rank of a group a launcher started (``torchrun``,
+        ``srun``, or ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT`` set by hand);
+        ``"auto"``: ``"env"`` under such a launcher, else 1.  The merged store is byte-identical
+        to a one-process one (see :mod:`musiclens.extract.distributed`).
 
     Returns
     -------
@@ -259,14 +267,30 @@ def extract_to_store(
     """
     if pooling != "none" and pooling not in POOLINGS:
         raise ConfigError(f"unknown pooling {pooling!r}; choose 'none' or one of {', '.join(POOLINGS)}")
-    check_out(out, "features")   # before any work: never into a folder musiclens did not make
-    timer = Timer()
-    audio, sr, ids, set_hash = _load_stimuli(stimuli, sample_rate, stimulus_ids)
-    n_all = len(ids)
-    lo = 0 if start is None else int(start)
-    hi = n_all if stop is None else min(int(stop), n_all)
-    if not 0 <= lo < hi:
-        raise ConfigError(f"shard range start={start}, stop={stop} is empty for {n_all} stimuli")
+    kwargs = dict(layers=layers, pooling=pooling, batch_size=batch_size, chunk_size=chunk_size, window_s=window_s,
+                  hop_s=hop_s, randomize=randomize, seed=seed, trust_remote_code=trust_remote_code, device=device,
+                  overwrite=overwrite, progress=progress, sample_rate=sample_rate, stimulus_ids=stimulus_ids,
+                  options=options)
+    from musiclens.extract.distributed import resolve_devices
+
+    sharded = start is not None or stop is not None
+    mode = 1 if sharded and devices == "auto" else resolve_devices(devices)   # a shard of its own: one process
+    if mode != 1:
+        if start is not None or stop is not None:
+            raise ConfigError("start/stop (a shard) and devices (several processes) do not combine; "
+                              "give one or the other")
+        from musiclens.extract.distributed import extract_distributed
+
+        return extract_distributed(model, stimuli, out, devices=mode, **kwargs)
+    return _extract_range(model, stimuli, out, start=start, stop=stop, **kwargs)
+
+
+def extraction_request(
+    model: Any, *, options: Mapping[str, Any] | None, randomize: bool, seed: int,
+    layers: str | int | Sequence[str | int] | None, pooling: str, window_s: float | None, hop_s: float | None,
+    lo: int, hi: int, set_hash: str, batch_size: int, chunk_size: int,
+) -> dict[str, Any]:
+    """The request that identifies an extraction of rows ``lo:hi`` (its :func:`request_key` is the store's key)."""
     model_spec: Any
     if _is_extractor(model) and not isinstance(model, (str, os.PathLike)):
         model_spec = model.info()  # type: ignore[union-attr]
@@ -278,12 +302,33 @@ def extract_to_store(
         model_spec = str(model)
     if isinstance((options or {}).get("path"), str | os.PathLike) and Path(str(options["path"])).exists():
         model_spec = {"model": model_spec, "weights_sha256": weights_hash(Path(str(options["path"])))}
-    request = {
+    return {
         "model": model_spec, "options": dict(options or {}), "randomize": randomize, "seed": seed,
         "layers": layers if layers is None or isinstance(layers, (str, int)) else list(layers),
         "pooling": pooling, "window_s": window_s, "hop_s": hop_s, "range": [lo, hi],
         "stimulus_set_hash": set_hash, "batch_size": batch_size, "chunk_size": chunk_size,
     }
+
+
+def _extract_range(
+    model: str | os.PathLike[str] | Extractor, stimuli: Any, out: str | os.PathLike[str], *,
+    layers: str | int | Sequence[str | int] | None, pooling: str, batch_size: int, chunk_size: int,
+    window_s: float | None, hop_s: float | None, start: int | None, stop: int | None, randomize: bool, seed: int,
+    trust_remote_code: bool, device: str, overwrite: bool, progress: bool, sample_rate: int | None,
+    stimulus_ids: Sequence[str] | None, options: Mapping[str, Any] | None,
+) -> Path:
+    """:func:`extract_to_store` of rows ``start:stop`` in this process."""
+    check_out(out, "features")   # before any work: never into a folder musiclens did not make
+    timer = Timer()
+    audio, sr, ids, set_hash = _load_stimuli(stimuli, sample_rate, stimulus_ids)
+    n_all = len(ids)
+    lo = 0 if start is None else int(start)
+    hi = n_all if stop is None else min(int(stop), n_all)
+    if not 0 <= lo < hi:
+        raise ConfigError(f"shard range start={start}, stop={stop} is empty for {n_all} stimuli")
+    request = extraction_request(model, options=options, randomize=randomize, seed=seed, layers=layers,
+                                 pooling=pooling, window_s=window_s, hop_s=hop_s, lo=lo, hi=hi, set_hash=set_hash,
+                                 batch_size=batch_size, chunk_size=chunk_size)
     key = request_key(request)
     out = Path(out)
     if FeatureStore.is_complete(out, key=key):

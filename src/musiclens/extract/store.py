@@ -418,6 +418,7 @@ def merge_stores(
     *,
     overwrite: bool = False,
     chunk_size: int = 256,
+    manifest: Mapping[str, Any] | None = None,
 ) -> Path:
     """Join shard stores (contiguous stimulus ranges of one request) into one store.
 
@@ -433,6 +434,9 @@ def merge_stores(
         Replace an existing ``out``.
     chunk_size
         Rows copied at a time.
+    manifest
+        Entries that replace those of the merged manifest (a distributed extraction gives the
+        merged store the key and request of the one-process extraction it equals).
     """
     stores = sorted((FeatureStore(s) for s in shards), key=lambda s: s.manifest["range"][0])
     if not stores:
@@ -512,13 +516,14 @@ def merge_stores(
             np.save(work / "layers" / f"{name}.times.npy", times)
         shapes[name] = list(shape)
     (work / "stimulus_ids.json").write_text(json.dumps(ids) + "\n")
-    manifest = dict(first)
-    manifest.update({
+    merged = dict(first)
+    merged.update({
         "layer_shapes": shapes, "n_stimuli": len(ids), "range": [0, total],
         "merged_from": [str(st.path) for st in stores],
         "key": request_key({"merged": [st.manifest["key"] for st in stores]}),
         "timings": {"shards": [st.manifest.get("timings", {}) for st in stores]},
     })
-    atomic_write_json(work / "manifest.json", manifest)
+    merged.update(dict(manifest or {}))
+    atomic_write_json(work / "manifest.json", merged)
     _replace_dir(work, out)
     return out

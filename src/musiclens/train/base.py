@@ -223,6 +223,10 @@ class Objective(nn.Module, ABC):
     #: The learning bar this objective's runs are held to (see :mod:`musiclens.train.bar`): a
     #: validation metric, a threshold, a direction and optionally ``relative_to: init``.
     default_bar: dict[str, Any] | None = None
+    #: True when some trainable parameter gets no gradient in a training step (e.g. a backbone's
+    #: mask embedding under an objective that never masks): several processes then train with
+    #: DDP's ``find_unused_parameters`` (a little slower), which DDP otherwise refuses.
+    ddp_unused_parameters: bool = False
 
     def __init__(self, backbone: Backbone) -> None:
         super().__init__()

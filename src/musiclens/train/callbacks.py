@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import torch
 from musiclens.errors import ConfigError
 from musiclens.fsutil import atomic_write_text
 
-__all__ = ["RSACallback", "CURVE_COLUMNS", "pool_hidden"]
+__all__ = ["RSACallback", "CURVE_COLUMNS", "pool_hidden", "PlainProgress"]
 
 logger = logging.getLogger(__name__)
 
@@ -269,3 +270,53 @@ class RSACallback(pl.Callback):
         for lg in trainer.loggers:
             lg.log_metrics(metrics, step=step)
         logger.info("RSA at step %d: %s", step, ", ".join(f"{k}={v:.3f}" for k, v in list(metrics.items())[:4]))
+
+
+class PlainProgress(pl.Callback):
+    """Progress as plain lines on a stream (default stderr) for logs and pipes, where a redrawn
+    bar shows nothing until the end: ``train RUN: step 100/300 (33%) loss 2.71 | 12 s, ~24 s left``,
+    about ``n_lines`` times per run and at the last step."""
+
+    def __init__(self, name: str, max_steps: int, *, n_lines: int = 10, stream: Any = None) -> None:
+        self.name, self.max_steps = name, int(max_steps)
+        self.every = max(1, self.max_steps // max(1, n_lines))
+        self.stream = stream
+        self._start: float | None = None
+        self._start_step = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._start_step = time.perf_counter(), int(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        import sys
+
+        step = int(trainer.global_step)
+        if not trainer.is_global_zero or (step % self.every and step != self.max_steps) or self._start is None:
+            return
+        elapsed = time.perf_counter() - self._start
+        done = max(1, step - self._start_step)
+        left = elapsed / done * (self.max_steps - step)
+        loss = trainer.callback_metrics.get("train/loss")
+        loss_text = f" loss {float(loss):.4g}" if isinstance(loss, torch.Tensor) else ""
+        stream = self.stream or sys.stderr
+        stream.write(f"train {self.name}: step {step}/{self.max_steps} ({100 * step // self.max_steps}%){loss_text} | "
+                     f"{elapsed:.0f} s, ~{left:.0f} s left\n")
+        stream.flush()
+
+
+class _ExportCallback(pl.Callback):
+    """Export ``backbone-step{N}/`` whenever a checkpoint step is reached."""
+
+    def __init__(self, run_dir: Path, every: int, cfg: Mapping[str, Any], config_sha256: str) -> None:
+        self.run_dir, self.every, self.cfg, self.sha = run_dir, int(every), cfg, config_sha256
+        self._done = -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        step = int(trainer.global_step)
+        if self.every and step and step % self.every == 0 and step != self._done and trainer.is_global_zero:
+            self._done = step
+            from musiclens.train.engine import export_backbone
+
+            export_backbone(pl_module.objective, self.run_dir / f"backbone-step{step:07d}", step=step,  # type: ignore[arg-type]
+                            cfg=self.cfg, config_sha256=self.sha)

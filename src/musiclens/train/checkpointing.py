@@ -35,10 +35,10 @@ logger = logging.getLogger(__name__)
 
 
 def _launched_rank() -> int:
-    """Global rank of this process as the launcher set it (0 outside distributed runs)."""
-    import os
+    """Global rank of this process: its process group's, else the launcher's (0 outside distributed runs)."""
+    from musiclens.train.distributed import global_rank
 
-    return int(os.environ.get("RANK", 0)) or int(os.environ.get("NODE_RANK", 0)) or int(os.environ.get("LOCAL_RANK", 0))
+    return global_rank()
 
 
 

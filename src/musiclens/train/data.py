@@ -7,7 +7,9 @@ permutation from ``default_rng([seed, 11, corpus, epoch])``) and to crop positio
 (``default_rng([seed, 13, corpus, epoch, piece])``).  The sampler starts at any micro-batch, so a
 resumed run reads exactly the batches an uninterrupted run reads, with any number of workers,
 without Lightning's mid-epoch data-loader restore.  With several processes (DDP) rank ``r`` of
-``w`` reads samples ``[(b * w + r) * B, (b * w + r + 1) * B)`` of micro-batch ``b``.
+``w`` reads samples ``[(b * w + r) * B, (b * w + r + 1) * B)`` of micro-batch ``b``: together the
+``w B`` samples one process with batch ``w B`` reads, in the same order
+(:mod:`musiclens.train.distributed`).
 
 Batch layout (see :mod:`musiclens.train.base`): ``audio`` ``[B, N]`` float32 (``[B, V, N]`` with
 ``views > 1``), ``lengths`` ``[B]`` int64 (valid samples, N when every item is a full crop),
@@ -368,11 +370,17 @@ class TrainDataModule(_lightning_base()):  # type: ignore[misc]
         trainer = getattr(self, "trainer", None)
         return int(trainer.global_step) * self.accumulate if trainer is not None else 0
 
-    def train_sampler(self, *, start: Callable[[], int] | int = 0) -> StepBatchSampler:
-        """The training stream's batch sampler on this process's rank."""
+    def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
-        rank = int(trainer.global_rank) if trainer is not None else 0
-        world = int(trainer.world_size) if trainer is not None else 1
+        return (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
+
+    def train_sampler(self, *, start: Callable[[], int] | int = 0, whole_batches: bool = False) -> StepBatchSampler:
+        """The training stream's batch sampler on this process's rank (``whole_batches``: the global
+        micro-batches of every rank at once, the same on every rank)."""
+        rank, world = self._world()
+        if whole_batches:
+            return StepBatchSampler(self.index, batch_size=self.batch_size * world,
+                                    total=self.max_steps * self.accumulate, start=start)
         return StepBatchSampler(self.index, batch_size=self.batch_size, total=self.max_steps * self.accumulate,
                                 start=start, rank=rank, world_size=world)
 
@@ -382,8 +390,9 @@ class TrainDataModule(_lightning_base()):  # type: ignore[misc]
     def val_dataloader(self) -> DataLoader | list[Any]:
         if not self.val_refs:
             return []
-        # balanced chunks (9 items, batch 8 -> 5 + 4): no trailing batch of one (contrastive losses need two)
-        n_batches = -(-len(self.val_refs) // self.batch_size)
+        # balanced chunks (9 items, batch 8 -> 5 + 4): no trailing batch of one (contrastive losses need two).
+        # Several processes: each runs all of it in the global batch size, as one process would.
+        n_batches = -(-len(self.val_refs) // (self.batch_size * self._world()[1]))
         bounds = np.linspace(0, len(self.val_refs), n_batches + 1).round().astype(int)
         chunks = [self.val_refs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         return self._loader(chunks)  # type: ignore[arg-type]
@@ -393,6 +402,7 @@ class TrainDataModule(_lightning_base()):  # type: ignore[misc]
         refs = self.train_sampler().refs(b)
         return collate_items([self.items[r] for r in refs], spec=self.spec)
 
-    def stream(self, *, start: int = 0) -> Iterator[dict[str, Any]]:
-        """The training stream from micro-batch ``start`` (``prepare`` reads it from 0)."""
-        return iter(self._loader(self.train_sampler(start=start)))
+    def stream(self, *, start: int = 0, whole_batches: bool = False) -> Iterator[dict[str, Any]]:
+        """The training stream from micro-batch ``start`` (``prepare`` reads it from 0, in ``whole_batches``:
+        every rank sees the global batches, so what it fits is the same everywhere)."""
+        return iter(self._loader(self.train_sampler(start=start, whole_batches=whole_batches)))

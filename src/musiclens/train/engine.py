@@ -54,8 +54,10 @@ from musiclens.fsutil import (MARKER_FILE, atomic_dir, atomic_write_json, atomic
                               remove_dead_temporaries)
 from musiclens.provenance import Timer, environment, hash_bytes
 from musiclens.train.bar import evaluate_bar, resolve_bar
+from musiclens.train import distributed as ddp
+from musiclens.train.callbacks import PlainProgress, _ExportCallback
 from musiclens.train.checkpointing import (MetricsCSV, _AtomicCheckpointIO, _checkpoint_info, _LastCheckpoint,
-                                           _launched_rank, _resume_metrics)
+                                           _resume_metrics)
 from musiclens.train.base import Objective, step_generator
 from musiclens.train.config import check_against_objective, config_text, load_train_config, objective_builder
 from musiclens.train.data import TrainDataModule
@@ -136,6 +138,7 @@ class ObjectiveModule(pl.LightningModule):
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(_seed_of(self.seed, 0, 3))
                 self.objective.prepare(batches)
+            ddp.broadcast_state(self.objective)   # several processes: rank 0's teachers, identical by construction
         self.prepared.fill_(True)
         if self.on_init_validation is not None and self.val_batches is not None and int(self.trainer.global_step) == 0:
             self.on_init_validation(self.validate_now(self.val_batches()))
@@ -179,14 +182,17 @@ class ObjectiveModule(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         gen = step_generator(self.seed, self._rng_step, device=self.device)
-        out = self.objective.training_loss(batch, generator=gen)
+        rank, world = int(self.trainer.global_rank), int(self.trainer.world_size)
+        with ddp.sharded(rank, world):   # several processes: what looks across the batch sees the global one
+            batch = ddp.pad_to_global(batch)
+            out = self.objective.training_loss(batch, generator=gen)
         if "loss" not in out:
             raise TrainingError(f"{type(self.objective).__name__}.training_loss returned no 'loss' (keys: {sorted(out)})")
         n = int(batch["audio"].shape[0])
-        for key, value in out.items():
+        for key, value in out.items():   # several processes: the mean over ranks (the global batch's loss)
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 self.log(f"train/{key}", value.detach().float(), on_step=True, on_epoch=False,
-                         prog_bar=key == "loss", batch_size=n)
+                         prog_bar=key == "loss", batch_size=n, sync_dist=world > 1)
             elif isinstance(value, int | float):
                 self.log(f"train/{key}", float(value), on_step=True, on_epoch=False, batch_size=n)
         self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), on_step=True, on_epoch=False,
@@ -359,54 +365,6 @@ def export_backbone(objective: Objective, path: Path, *, step: int, cfg: Mapping
     return path
 
 
-class PlainProgress(pl.Callback):
-    """Progress as plain lines on a stream (default stderr) for logs and pipes, where a redrawn
-    bar shows nothing until the end: ``train RUN: step 100/300 (33%) loss 2.71 | 12 s, ~24 s left``,
-    about ``n_lines`` times per run and at the last step."""
-
-    def __init__(self, name: str, max_steps: int, *, n_lines: int = 10, stream: Any = None) -> None:
-        self.name, self.max_steps = name, int(max_steps)
-        self.every = max(1, self.max_steps // max(1, n_lines))
-        self.stream = stream
-        self._start: float | None = None
-        self._start_step = 0
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start, self._start_step = time.perf_counter(), int(trainer.global_step)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        import sys
-
-        step = int(trainer.global_step)
-        if not trainer.is_global_zero or (step % self.every and step != self.max_steps) or self._start is None:
-            return
-        elapsed = time.perf_counter() - self._start
-        done = max(1, step - self._start_step)
-        left = elapsed / done * (self.max_steps - step)
-        loss = trainer.callback_metrics.get("train/loss")
-        loss_text = f" loss {float(loss):.4g}" if isinstance(loss, torch.Tensor) else ""
-        stream = self.stream or sys.stderr
-        stream.write(f"train {self.name}: step {step}/{self.max_steps} ({100 * step // self.max_steps}%){loss_text} | "
-                     f"{elapsed:.0f} s, ~{left:.0f} s left\n")
-        stream.flush()
-
-
-class _ExportCallback(pl.Callback):
-    """Export ``backbone-step{N}/`` whenever a checkpoint step is reached."""
-
-    def __init__(self, run_dir: Path, every: int, cfg: Mapping[str, Any], config_sha256: str) -> None:
-        self.run_dir, self.every, self.cfg, self.sha = run_dir, int(every), cfg, config_sha256
-        self._done = -1
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        step = int(trainer.global_step)
-        if self.every and step and step % self.every == 0 and step != self._done and trainer.is_global_zero:
-            self._done = step
-            export_backbone(pl_module.objective, self.run_dir / f"backbone-step{step:07d}", step=step,  # type: ignore[arg-type]
-                            cfg=self.cfg, config_sha256=self.sha)
-
-
 def _accelerator(name: str) -> str:
     return "gpu" if name == "cuda" else name
 
@@ -450,7 +408,12 @@ def train(
     objective
         Objective name (the command line's); must agree with the config's when both are given.
     callbacks
-        Extra Lightning callbacks.
+        Extra Lightning callbacks (picklable when the config asks for several processes: each
+        process gets a copy).
+
+    Several processes (``trainer.devices`` x ``trainer.num_nodes`` > 1): this call starts them
+    and returns rank 0's result, or, started by a launcher (torchrun, srun), is one of them; see
+    :mod:`musiclens.train.distributed`.
 
     Returns
     -------
@@ -465,30 +428,22 @@ def train(
     """
     _align_lightning_logging()
     started = time.perf_counter()
-    timer = Timer()
-    run_dir = check_out(out, "train")   # before any work: never into a folder musiclens did not make
-    with timer("build"):
-        cfg = load_train_config(config, overrides=overrides, max_steps=max_steps, objective=objective)
-        objective_ = build_objective(cfg)
-        checked = check_against_objective(cfg, objective_)
-        bar = resolve_bar(cfg["bar"], objective_.learning_bar())
-        d, o, t = cfg["data"], cfg["optim"], cfg["trainer"]
-        data_seed = int(cfg["seed"] if d["seed"] is None else d["seed"])
-        dm = TrainDataModule(train=d["train"], val=d["val"], spec=checked["spec"], crop_s=checked["crop_s"],
-                             batch_size=d["batch_size"], num_workers=d["num_workers"], weights=d["weights"],
-                             seed=data_seed, max_steps=o["max_steps"], accumulate=o["accumulate"],
-                             val_max_items=d["val_max_items"])
-        rsa_cb = None
-        if cfg["rsa_callback"]["every_n_steps"]:
-            from musiclens.train.callbacks import RSACallback
+    run_dir = check_out(out, "train") if ddp.global_rank() == 0 else Path(out)   # before any work
+    cfg = load_train_config(config, overrides=overrides, max_steps=max_steps, objective=objective)
+    if ddp.needs_spawn(cfg["trainer"]):
+        return ddp.spawn_training(train, config, trainer=cfg["trainer"], out=out, resume=resume, overwrite=overwrite,
+                                  overrides=tuple(overrides), max_steps=max_steps, objective=objective,
+                                  callbacks=tuple(callbacks))
+    with ddp.session(cfg["trainer"]) as sess:
+        return _train(cfg, run_dir, sess, resume=resume, overwrite=overwrite, callbacks=callbacks, started=started)
 
-            rsa_cb = RSACallback.from_config(cfg["rsa_callback"], run_dir=run_dir, seed=int(cfg["seed"]))
-            rsa_cb.check()
-    # ---- everything is valid: now the run directory
-    text = config_text(cfg)
-    sha = hash_bytes(text.encode())
-    if _launched_rank() == 0:  # DDP re-runs this function in every process; only the first touches the folder
-        _prepare_run_dir(run_dir, text, overwrite=overwrite, resume=resume)
+
+def _plan_run(run_dir: Path, cfg: Mapping[str, Any], text: str, *, resume: bool, overwrite: bool, bar: Any,
+              rsa_cb: Any) -> dict[str, Any]:
+    """Rank 0's preparation of the run directory: what to resume from, or that the run is finished."""
+    if rsa_cb is not None:
+        rsa_cb.check()   # a note set the RSA cannot use fails before the run directory is touched
+    _prepare_run_dir(run_dir, text, overwrite=overwrite, resume=resume)
     manifest_path = run_dir / "manifest.json"
     manifest = _read_json(manifest_path)
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
@@ -500,28 +455,60 @@ def train(
             init_file = run_dir / "val_at_init.json"
             at_init = _read_json(init_file).get("metrics") if init_file.is_file() else None
             verdict = evaluate_bar(bar, dict(manifest.get("metrics", {})), at_init)
-            if verdict != manifest.get("bar") and _launched_rank() == 0:
+            if verdict != manifest.get("bar"):
                 atomic_write_json(manifest_path, {**manifest, "bar": verdict, "metrics_at_init": at_init})
+        return {"finished": True, "manifest": manifest}
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if rsa_cb is not None:
+        rsa_cb.save_stimuli()
+    remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
+    start_step, kept_rows = 0, None
+    if ckpt_path is not None:
+        start_step, kept_rows = _checkpoint_info(last)
+        logger.info("resuming %s from step %d", run_dir, start_step)
+        _resume_metrics(run_dir / "logs" / "metrics.csv", rows=kept_rows, before_step=start_step)  # logged again
+    elif (run_dir / "logs").is_dir():
+        shutil.rmtree(run_dir / "logs")   # a run killed before its first checkpoint: all of it is logged again
+    return {"finished": False, "manifest": manifest, "ckpt_path": ckpt_path, "start_step": start_step}
+
+
+def _train(cfg: dict[str, Any], run_dir: Path, sess: ddp.Session, *, resume: bool, overwrite: bool,
+           callbacks: Sequence[pl.Callback], started: float) -> TrainResult:
+    """:func:`train` in this process (one rank of ``sess``)."""
+    timer = Timer()
+    zero = sess.rank == 0
+    with timer("build"):
+        objective_ = build_objective(cfg)
+        checked = check_against_objective(cfg, objective_)
+        bar = resolve_bar(cfg["bar"], objective_.learning_bar())
+        d, o, t = cfg["data"], cfg["optim"], cfg["trainer"]
+        data_seed = int(cfg["seed"] if d["seed"] is None else d["seed"])
+        dm = TrainDataModule(train=d["train"], val=d["val"], spec=checked["spec"], crop_s=checked["crop_s"],
+                             batch_size=d["batch_size"], num_workers=d["num_workers"], weights=d["weights"],
+                             seed=data_seed, max_steps=o["max_steps"], accumulate=o["accumulate"],
+                             val_max_items=d["val_max_items"])
+        rsa_cb = None
+        if cfg["rsa_callback"]["every_n_steps"] and zero:   # evaluated and written by rank 0 only
+            from musiclens.train.callbacks import RSACallback
+
+            rsa_cb = RSACallback.from_config(cfg["rsa_callback"], run_dir=run_dir, seed=int(cfg["seed"]))
+    # ---- everything is valid: now the run directory (rank 0's; the others follow its plan)
+    text = config_text(cfg)
+    sha = hash_bytes(text.encode())
+    plan = sess.from_rank_zero(lambda: _plan_run(run_dir, cfg, text, resume=resume, overwrite=overwrite, bar=bar,
+                                                 rsa_cb=rsa_cb))
+    manifest_path = run_dir / "manifest.json"
+    manifest = plan["manifest"]
+    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    backbone_dir = run_dir / "backbone"
+    if plan["finished"]:
         return TrainResult(run_dir=run_dir, backbone=backbone_dir if backbone_dir.is_dir() else None,
                            last_checkpoint=last, global_step=int(manifest.get("global_step", 0)), finished=True,
                            already_finished=True, metrics=dict(manifest.get("metrics", {})),
                            seconds=time.perf_counter() - started)
-    ckpt_path = str(last) if resume and last.is_file() else None
-    if rsa_cb is not None and _launched_rank() == 0:
-        rsa_cb.save_stimuli()
-
+    ckpt_path, start_step = plan["ckpt_path"], plan["start_step"]
     module = ObjectiveModule(objective_, optim=o, seed=int(cfg["seed"]),
-                             prepare_batches=lambda: dm.stream(start=0))
-    start_step, kept_rows = 0, None
-    if _launched_rank() == 0:
-        remove_dead_temporaries(run_dir / CHECKPOINT_DIR)
-    if ckpt_path is not None:
-        start_step, kept_rows = _checkpoint_info(last)
-        logger.info("resuming %s from step %d", run_dir, start_step)
-        if _launched_rank() == 0:   # the rows logged after the checkpoint are logged again
-            _resume_metrics(run_dir / "logs" / "metrics.csv", rows=kept_rows, before_step=start_step)
-    elif _launched_rank() == 0 and (run_dir / "logs").is_dir():
-        shutil.rmtree(run_dir / "logs")   # a run killed before its first checkpoint: all of it is logged again
+                             prepare_batches=lambda: dm.stream(start=0, whole_batches=True))
     run_logger = _make_logger(cfg, run_dir)
     every_ckpt = int(t["checkpoint_every_n_steps"]) or int(o["max_steps"])
     ckpt_cb = _LastCheckpoint(last, every_ckpt, run_logger if isinstance(run_logger, MetricsCSV) else None)
@@ -541,13 +528,14 @@ def train(
     pl.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     trainer = pl.Trainer(
         accelerator=_accelerator(t["accelerator"]), devices=t["devices"], num_nodes=t["num_nodes"],
-        strategy=t["strategy"], precision=t["precision"], deterministic=bool(t["deterministic"]),
+        strategy=ddp.lightning_strategy(t, objective_), precision=t["precision"],
+        deterministic=bool(t["deterministic"]),
         max_steps=int(o["max_steps"]), max_epochs=-1, accumulate_grad_batches=int(o["accumulate"]),
         gradient_clip_val=o["grad_clip"] or None, gradient_clip_algorithm="norm",
         log_every_n_steps=min(int(t["log_every_n_steps"]), int(o["max_steps"]) * int(o["accumulate"])),
-        logger=run_logger, callbacks=cbs, plugins=[_AtomicCheckpointIO()],
-        enable_progress_bar=bool(t["progress_bar"]) and not plain_progress, enable_model_summary=False, num_sanity_val_steps=0,
-        val_check_interval=(val_every * int(o["accumulate"])) if has_val else None,
+        logger=run_logger, callbacks=cbs, plugins=[_AtomicCheckpointIO(), *ddp.cluster_plugins(t)],
+        enable_progress_bar=bool(t["progress_bar"]) and not plain_progress and zero, enable_model_summary=False,
+        num_sanity_val_steps=0, val_check_interval=(val_every * int(o["accumulate"])) if has_val else None,
         check_val_every_n_epoch=None, limit_val_batches=1.0 if has_val else 0,
         use_distributed_sampler=False, inference_mode=False, default_root_dir=str(run_dir),
     )
@@ -556,16 +544,16 @@ def train(
         module.val_batches = dm.val_dataloader
 
         def _save_init(metrics: dict[str, float]) -> None:
-            if _launched_rank() == 0:
+            if zero:
                 atomic_write_json(init_path, {"global_step": 0, "metrics": metrics})
             logger.info("validation at initialisation: %s", ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
 
         module.on_init_validation = _save_init
     manifest.update(_manifest_base(cfg, checked, objective_, data_seed, sha))
     runs = list(manifest.get("runs", []))
-    runs.append({"started_at_step": start_step, "resumed": ckpt_path is not None})
+    runs.append({"started_at_step": start_step, "resumed": ckpt_path is not None, "processes": sess.world_size})
     manifest.update(runs=runs, finished=False)
-    if trainer.is_global_zero:
+    if zero:
         atomic_write_json(manifest_path, manifest)
     with timer("fit"):
         try:
@@ -585,7 +573,7 @@ def train(
     exported: Path | None = None
     if finished:
         ckpt_cb.save(trainer)
-        if cfg["export"]["at_end"] and trainer.is_global_zero:
+        if cfg["export"]["at_end"] and zero:
             with timer("export"):
                 exported = export_backbone(objective_, backbone_dir, step=step, cfg=cfg, config_sha256=sha)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
@@ -595,14 +583,15 @@ def train(
     at_init = _read_json(init_path).get("metrics") if init_path.is_file() else None
     manifest.update(metrics_at_init=at_init,
                     bar=evaluate_bar(bar, metrics, at_init) if bar is not None and finished else None)
-    if bar is not None and finished and not manifest["bar"]["passed"]:
+    if zero and bar is not None and finished and not manifest["bar"]["passed"]:
         b = manifest["bar"]
         logger.warning("%s did not reach its learning bar %s (value %s, at init %s)%s", run_dir, b["rule"],
                        b["value"], b["at_init"], f": {b['reason']}" if b["reason"] else "")
     manifest.update(runs=runs, global_step=step, finished=finished and (exported is not None or not cfg["export"]["at_end"]),
                     metrics=metrics, backbone="backbone" if exported is not None else None)
-    if trainer.is_global_zero:
+    if zero:
         atomic_write_json(manifest_path, manifest)
+    sess.barrier()   # every rank returns once rank 0 has written everything
     return TrainResult(run_dir=run_dir, backbone=exported, last_checkpoint=last if last.is_file() else None,
                        global_step=step, finished=finished, resumed_from=start_step if ckpt_path else None,
                        metrics=metrics, seconds=time.perf_counter() - started)

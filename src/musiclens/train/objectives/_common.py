@@ -139,11 +139,17 @@ def masked_frames(backbone: Backbone, batch: Mapping[str, Any], *, objective: st
     Returns
     -------
     tuple of torch.Tensor
-        ``audio`` ``[batch, n_samples]``, ``valid`` and ``mask`` ``[batch, n_frames]`` bool.
+        ``audio`` ``[batch, n_samples]``, ``valid`` and ``mask`` ``[batch, n_frames]`` bool.  In a
+        training step of several processes the mask is this rank's rows of the global batch's
+        (:mod:`musiclens.train.distributed`).
     """
+    from musiclens.train.distributed import gather_rows, local_rows
+
     audio = batch_audio(batch, objective=objective)
     valid = valid_frames(backbone, batch, backbone.n_frames(audio.shape[1]))
-    mask = span_mask(valid, mask_prob=mask_prob, mask_length=mask_length, min_masks=min_masks, generator=generator)
+    # several processes: the mask of the global batch is drawn, this rank keeps its rows
+    mask = local_rows(span_mask(gather_rows(valid), mask_prob=mask_prob, mask_length=mask_length,
+                                min_masks=min_masks, generator=generator))
     return audio, valid, mask
 
 

@@ -48,6 +48,7 @@ from torch import nn
 
 from musiclens.errors import ConfigError, TrainingError
 from musiclens.train.base import Backbone, DataSpec, Objective
+from musiclens.train.distributed import batch_mean
 from musiclens.train.objectives._common import build_objective, register_objective, masked_frames, seeded_heads
 
 __all__ = ["Data2VecOptions", "Data2VecObjective", "build_data2vec", "ema_decay_at", "instance_norm_time"]
@@ -235,7 +236,7 @@ class Data2VecObjective(Objective):
             per = F.mse_loss(p, y, reduction="none")
         else:
             per = F.smooth_l1_loss(p, y, reduction="none", beta=o.loss_beta)
-        loss = per.sum(dim=-1).mean() / math.sqrt(p.shape[-1])
+        loss = batch_mean(per.sum(dim=-1)) / math.sqrt(p.shape[-1])   # over the global batch's masked frames
         return {"loss": loss, "target_var": y.var(dim=0).mean().detach(), "pred_var": p.var(dim=0).mean().detach(),
                 "masked_fraction": mask.float().mean()}
 

@@ -383,8 +383,11 @@ class RVQTeacher(Teacher):
         w = options.rvq_dim
         self.encoder = nn.Sequential(nn.Linear(d, w), nn.GELU(), nn.Linear(w, w))
         self.decoder = nn.Sequential(nn.Linear(w, w), nn.GELU(), nn.Linear(w, d))
+        # no cross-process codebook sync: with several processes every rank fits the teacher on the
+        # same (global) batches, so it is the one-process teacher on each; syncing would count them W times
         self.rvq = ResidualVQ(dim=options.rvq_dim, num_quantizers=options.rvq_num_quantizers,
-                              codebook_size=options.rvq_codebook_size, kmeans_init=True, kmeans_iters=10, decay=0.9)
+                              codebook_size=options.rvq_codebook_size, kmeans_init=True, kmeans_iters=10, decay=0.9,
+                              sync_codebook=False, sync_kmeans=False)
         self.codebook_sizes = (options.rvq_codebook_size,) * options.rvq_num_quantizers
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("std", torch.ones(d))

@@ -16,6 +16,12 @@ Loss for ``2B`` embeddings ``z`` (view 1 then view 2), ``s_ij = cos(z_i, z_j) / 
 
 averaged over the ``2B`` anchors.  (The positive is *not* in the denominator, as in the group's
 ``NT_Xent``; this "decoupled" form differs from SimCLR's by the positive's term only.)
+
+With several processes the batch is the global one: the augmentations are drawn for every rank's
+views and each rank keeps its own, the embeddings of all ranks are gathered with their gradient
+(``torch.distributed.nn.functional.all_gather``), and each rank averages the loss of its own
+anchors against all ``2 W B`` rows; DDP's gradient average is then the gradient of the one-process
+loss over the global batch.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ from torch import nn
 
 from musiclens.errors import ConfigError
 from musiclens.train.base import OBJECTIVES, Backbone, DataSpec, Objective, config_from_dict
+from musiclens.train.distributed import current_shard, gather_rows
 from musiclens.train.objectives._common import seeded_heads
 
 __all__ = ["NTXentOptions", "NTXentObjective", "nt_xent", "augment_waveforms", "build_ntxent"]
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float = 0.1) -> torch.Tensor:
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float = 0.1,
+            anchors: torch.Tensor | None = None) -> torch.Tensor:
     """NT-Xent of paired embeddings, positive excluded from the denominator.
 
     Parameters
@@ -44,11 +52,14 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float = 0.1) -> 
         ``[batch, dim]`` embeddings of the two views; row ``i`` of each is a positive pair.
     temperature
         Softmax temperature tau (cosine similarities are divided by it).
+    anchors
+        Indices into the ``2 * batch`` rows of ``cat([z1, z2])`` whose losses are averaged (default
+        all; a rank of several processes averages its own rows, against the global batch).
 
     Returns
     -------
     torch.Tensor
-        Scalar mean loss over the ``2 * batch`` anchors.
+        Scalar mean loss over the ``2 * batch`` anchors (or over ``anchors``).
     """
     if z1.shape != z2.shape or z1.ndim != 2:
         raise ConfigError(f"nt_xent needs two [batch, dim] tensors of equal shape, got {tuple(z1.shape)} and "
@@ -69,7 +80,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float = 0.1) -> 
     neg = sim.masked_fill(excluded, float("-inf"))
     peak = neg.amax(dim=1, keepdim=True).detach()
     log_denom = torch.log(torch.exp(neg - peak).sum(dim=1)) + peak.squeeze(1)
-    return (log_denom - pos).mean()
+    losses = log_denom - pos
+    return (losses if anchors is None else losses[anchors]).mean()
 
 
 @dataclass(frozen=True)
@@ -133,25 +145,33 @@ def _uniform(n: int, lo: float, hi: float, generator: torch.Generator | None, de
 
 
 def augment_waveforms(x: torch.Tensor, options: NTXentOptions, *, sample_rate: int,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, rows: torch.Tensor | None = None,
+                      n_rows: int | None = None) -> torch.Tensor:
     """Randomly augmented copy of waveforms ``x`` ``[batch, n_samples]`` (see :class:`NTXentOptions`).
 
     Every draw comes from ``generator`` (on its device; the global RNG when ``None``), in a fixed
-    order, so the same generator state gives the same augmentations.
+    order, so the same generator state gives the same augmentations.  ``rows`` (with ``n_rows``):
+    ``x`` holds rows ``rows`` of a batch of ``n_rows``; the draws are made for all ``n_rows`` and
+    ``x`` gets its rows' (one rank's part of a global batch).
     """
     if not options.augment:
         return x
     b, n = x.shape
+    m = b if rows is None else int(n_rows if n_rows is not None else b)
     g = generator
     gdev = g.device if g is not None else torch.device("cpu")
-    gain = 10.0 ** (_uniform(b, *options.gain_db, g, gdev) / 20.0)
-    noisy = torch.rand(b, generator=g, device=gdev) < options.noise_prob
-    snr = _uniform(b, *options.snr_db, g, gdev)
-    flip = torch.rand(b, generator=g, device=gdev) < options.polarity_prob
+
+    def mine(t: torch.Tensor) -> torch.Tensor:
+        return t if rows is None else t[rows.to(t.device)]
+
+    gain = mine(10.0 ** (_uniform(m, *options.gain_db, g, gdev) / 20.0))
+    noisy = mine(torch.rand(m, generator=g, device=gdev) < options.noise_prob)
+    snr = mine(_uniform(m, *options.snr_db, g, gdev))
+    flip = mine(torch.rand(m, generator=g, device=gdev) < options.polarity_prob)
     max_shift = int(round(options.max_shift_s * sample_rate))
-    shifts = (torch.randint(-max_shift, max_shift + 1, (b,), generator=g, device=gdev) if max_shift
-              else torch.zeros(b, dtype=torch.long))
-    noise = torch.randn(b, n, generator=g, device=gdev)
+    shifts = mine(torch.randint(-max_shift, max_shift + 1, (m,), generator=g, device=gdev) if max_shift
+                  else torch.zeros(m, dtype=torch.long))
+    noise = mine(torch.randn(m, n, generator=g, device=gdev))
     dev = x.device
     out = x * gain.to(dev)[:, None]
     signal_power = out.pow(2).mean(dim=1).clamp_min(1e-12)
@@ -172,6 +192,8 @@ class NTXentObjective(Objective):
     #: but saturates at 1.0 already at initialisation when views of one piece are close (measured on the
     #: quick vit1d study: random weights retrieve every positive among 16 pieces), so it cannot be the bar.
     default_bar = {"metric": "val/loss", "threshold": 1.0, "direction": "lower", "relative_to": "init"}
+    #: NT-Xent never masks frames: the backbone's mask embedding gets no gradient
+    ddp_unused_parameters = True
 
     def __init__(self, backbone: Backbone, options: NTXentOptions | None = None) -> None:
         super().__init__(backbone)
@@ -203,15 +225,25 @@ class NTXentObjective(Objective):
                               f"got {tuple(audio.shape)}")
         b = audio.shape[0]
         views = audio.transpose(0, 1).reshape(2 * b, audio.shape[-1])
+        shard = current_shard()
+        mine = None   # several processes: this rank's rows of the global [view 1 of all clips; view 2 of all]
+        if shard.world_size > 1:
+            own = torch.arange(shard.rank * b, (shard.rank + 1) * b)
+            mine = torch.cat([own, own + shard.world_size * b])
         if self.training:
-            views = augment_waveforms(views, self.options, sample_rate=self.backbone.sample_rate, generator=generator)
+            views = augment_waveforms(views, self.options, sample_rate=self.backbone.sample_rate, generator=generator,
+                                      rows=mine, n_rows=2 * b * shard.world_size)
         z = self.embed(views)
-        loss = nt_xent(z[:b], z[b:], temperature=self.options.temperature)
-        with torch.no_grad():
-            zn = F.normalize(z.float(), dim=1)
-            sim = zn[:b] @ zn[b:].T
-            acc = (sim.argmax(dim=1) == torch.arange(b, device=sim.device)).float().mean()
-        return {"loss": loss, "pos_sim": sim.diagonal().mean(), "top1": acc}
+        # negatives from the global batch: the embeddings are gathered with their gradient (SimCLR's way)
+        z1, z2 = gather_rows(z[:b], grad=True), gather_rows(z[b:], grad=True)
+        loss = nt_xent(z1, z2, temperature=self.options.temperature,
+                       anchors=None if mine is None else mine.to(z.device))
+        with torch.no_grad():   # retrieval of each own clip's second view among the global batch's
+            sim = F.normalize(z[:b].float(), dim=1) @ F.normalize(z2.float(), dim=1).T
+            own = torch.arange(b, device=sim.device) + shard.rank * b
+            acc = (sim.argmax(dim=1) == own).float().mean()
+            sim = sim[torch.arange(b, device=sim.device), own][None]
+        return {"loss": loss, "pos_sim": sim.mean(), "top1": acc}
 
 
 def build_ntxent(options: Mapping[str, Any], model: Mapping[str, Any], *, seed: int = 0) -> NTXentObjective:

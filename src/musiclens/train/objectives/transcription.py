@@ -39,6 +39,7 @@ from torch import nn
 
 from musiclens.errors import ConfigError, TrainingError
 from musiclens.train.base import Backbone, DataSpec, Objective
+from musiclens.train.distributed import batch_denominator
 from musiclens.train.objectives._common import build_objective, register_objective, check_layer, seeded_heads
 
 __all__ = ["TranscriptionOptions", "TranscriptionObjective", "build_transcription", "roll_to_notes",
@@ -300,7 +301,7 @@ class TranscriptionObjective(Objective):
     def training_loss(self, batch: Mapping[str, Any], *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         frame_logits, onset_logits, roll, onset, valid = self._prepare(batch)
         w = valid[..., None].float().expand_as(roll)
-        denom = w.sum().clamp_min(1.0)
+        denom = batch_denominator(w.sum().clamp_min(1.0))   # several processes: the global batch's frames
         frame_loss = (F.binary_cross_entropy_with_logits(frame_logits, roll, reduction="none") * w).sum() / denom
         out = {"frame_loss": frame_loss}
         loss = frame_loss

@@ -16,9 +16,16 @@ Per step (as ``examples/pytorch/speech-pretraining/run_wav2vec2_pretraining_no_t
    the step;
 2. loss = (contrastive + ``diversity_loss_weight`` x diversity) / number of masked frames
    (transformers sums over masked frames; the example script divides the same way);
+   the quantiser is transformers' computation on its own weights (:class:`GumbelQuantizer`) with
+   the Gumbel noise drawn from the step's generator;
 3. Gumbel temperature ``max(max_gumbel_temperature * gumbel_temperature_decay ** step,
    min_gumbel_temperature)`` with ``step`` the optimizer steps done so far, kept in a buffer
    (saved with the objective, so a resumed run continues the schedule).
+
+With several processes the batch is the global one: masks, negatives and Gumbel noise are drawn
+for every rank's clips and each rank keeps its rows (negatives stay within their clip), the code
+perplexity is that of the global batch's masked frames, and the contrastive sum is divided by the
+global number of masked frames (:mod:`musiclens.train.distributed`).
 
 Only the ``wav2vec2`` backbone family has these heads; any other family is a
 :class:`~musiclens.errors.ConfigError`.
@@ -31,14 +38,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from musiclens.errors import ConfigError, TrainingError
 from musiclens.train.base import Backbone, DataSpec, Objective, config_from_dict
+from musiclens.train.distributed import batch_denominator, current_shard, gather_rows, global_sum, local_rows
 from musiclens.train.objectives._common import (masked_frames, objective_backbone, register_objective, seeded_heads,
                                                 seeded_numpy, span_mask, valid_frames)
 
-__all__ = ["Wav2Vec2Options", "Wav2Vec2Objective", "build_wav2vec2", "contrastive_accuracy", "seeded_numpy", "span_mask",
+__all__ = ["Wav2Vec2Options", "Wav2Vec2Objective", "GumbelQuantizer", "build_wav2vec2",
+           "contrastive_accuracy", "seeded_numpy", "span_mask",
            "valid_frames", "objective_backbone"]
 
 logger = logging.getLogger(__name__)
@@ -137,6 +148,7 @@ class Wav2Vec2Objective(Objective):
         with seeded_heads(seed):
             pretraining = Wav2Vec2ForPreTraining(config)
         pretraining.wav2vec2 = backbone.model            # the backbone's weights are the ones trained
+        pretraining.quantizer = GumbelQuantizer(pretraining.quantizer)   # same weights; noise from the step
         self.quantizer = pretraining.quantizer
         self.project_hid = pretraining.project_hid
         self.project_q = pretraining.project_q
@@ -160,25 +172,94 @@ class Wav2Vec2Objective(Objective):
         from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
 
         o = self.options
+        shard = current_shard()
         audio, valid, mask = masked_frames(self.backbone, batch, objective="wav2vec2", mask_prob=o.mask_prob,
                                            mask_length=o.mask_length, min_masks=o.min_masks, generator=generator)
         n = valid.shape[1]
         if int(valid.sum(dim=1).min()) < 2:
             raise TrainingError("a clip has fewer than 2 valid frames: no negatives can be drawn; use longer crops")
+        valid_all = gather_rows(valid)   # several processes: negatives drawn for the global batch, rows kept
         with seeded_numpy(generator):
-            negatives = _sample_negative_indices((audio.shape[0], n), o.num_negatives,
-                                                 mask_time_indices=valid.cpu().numpy())
+            negatives = _sample_negative_indices((valid_all.shape[0], n), o.num_negatives,
+                                                 mask_time_indices=valid_all.cpu().numpy())
+        negatives = torch.from_numpy(np.ascontiguousarray(local_rows(negatives) - shard.rank * audio.shape[0] * n))
+        negatives = negatives.to(audio.device)
         self._pretraining.set_gumbel_temperature(self.gumbel_temperature())
-        out = self._pretraining(self.backbone.prepare_input(audio), mask_time_indices=mask,
-                                sampled_negative_indices=torch.from_numpy(negatives).to(audio.device))
-        n_masked = mask.sum().clamp_min(1)
-        accuracy = contrastive_accuracy(out.projected_states, out.projected_quantized_states,
-                                        torch.from_numpy(negatives).to(audio.device), mask)
-        return {"loss": out.loss / n_masked, "contrastive_accuracy": accuracy, "contrastive_loss": out.contrastive_loss / n_masked,
-                "diversity_loss": out.diversity_loss / n_masked,
+        self.quantizer.generator = generator
+        try:
+            out = self._pretraining(self.backbone.prepare_input(audio), mask_time_indices=mask,
+                                    sampled_negative_indices=negatives)
+        finally:
+            self.quantizer.generator = None
+        n_masked = batch_denominator(mask.sum().clamp_min(1))   # the global batch's masked frames
+        contrastive = out.contrastive_loss / n_masked
+        n_codes = o.num_codevector_groups * o.num_codevectors_per_group
+        diversity = (n_codes - out.codevector_perplexity) / n_codes
+        accuracy = contrastive_accuracy(out.projected_states, out.projected_quantized_states, negatives, mask)
+        return {"loss": contrastive + o.diversity_loss_weight * diversity, "contrastive_accuracy": accuracy,
+                "contrastive_loss": contrastive, "diversity_loss": diversity,
                 "codevector_perplexity": out.codevector_perplexity.detach(),
                 "gumbel_temperature": torch.tensor(self.gumbel_temperature()),
                 "masked_fraction": mask.float().mean()}
+
+
+class GumbelQuantizer(nn.Module):
+    """transformers' ``Wav2Vec2GumbelVectorQuantizer`` (same parameters, same computation), with the
+    Gumbel noise drawn from :attr:`generator` (the training step's) and, in a training step of several
+    processes, for the global batch (each rank keeps its rows), and the code perplexity of the global
+    batch's masked frames (the masked soft-distribution sums are added over ranks with their gradient).
+
+    Parameters
+    ----------
+    hf
+        The quantiser of a ``Wav2Vec2ForPreTraining`` (its ``codevectors`` and ``weight_proj`` are taken over).
+    """
+
+    def __init__(self, hf: nn.Module) -> None:
+        super().__init__()
+        self.num_groups, self.num_vars = int(hf.num_groups), int(hf.num_vars)
+        self.codevectors = hf.codevectors
+        self.weight_proj = hf.weight_proj
+        self.temperature = hf.temperature
+        #: the step's generator, set for the duration of a training forward (None: torch's global RNG)
+        self.generator: torch.Generator | None = None
+
+    @staticmethod
+    def perplexity(probs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Perplexity of the marginal code distribution of ``probs`` ``[frames, groups, codes]`` over ``mask``."""
+        if mask is None:
+            summed, count = probs.sum(dim=0), torch.tensor(probs.shape[0], device=probs.device)
+        else:
+            keep = mask.flatten()[:, None, None].expand(probs.shape)
+            summed, count = torch.where(keep, probs, torch.zeros_like(probs)).sum(dim=0), mask.sum()
+        if current_shard().world_size > 1:
+            from torch.distributed.nn.functional import all_reduce
+
+            summed, count = all_reduce(summed), global_sum(count)
+        marginal = summed / count
+        return torch.exp(-torch.sum(torch.xlogy(marginal, marginal), dim=-1)).sum()
+
+    def forward(self, hidden_states: torch.Tensor, mask_time_indices: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, _ = hidden_states.shape
+        logits = self.weight_proj(hidden_states).view(b * t * self.num_groups, -1)
+        if self.training:   # hard Gumbel-softmax, as torch.nn.functional.gumbel_softmax(hard=True)
+            g = self.generator
+            n_all = logits.shape[0] * current_shard().world_size
+            u = torch.empty((n_all, logits.shape[1]), device=g.device if g is not None else logits.device)
+            gumbels = -local_rows(u.exponential_(generator=g)).to(logits.device).log()
+            soft_noisy = ((logits.float() + gumbels) / self.temperature).softmax(dim=-1)
+            hard = torch.zeros_like(soft_noisy).scatter_(-1, soft_noisy.argmax(dim=-1, keepdim=True), 1.0)
+            probs = (hard - soft_noisy.detach() + soft_noisy).type_as(logits)
+            soft = torch.softmax(logits.view(b * t, self.num_groups, -1).float(), dim=-1)
+            perplexity = self.perplexity(soft, mask_time_indices)
+        else:
+            idx = logits.argmax(dim=-1)
+            probs = logits.new_zeros(logits.shape).scatter_(-1, idx.view(-1, 1), 1.0)
+            perplexity = self.perplexity(probs.view(b * t, self.num_groups, -1), mask_time_indices)
+        probs = probs.view(b * t, -1)
+        codevectors = (probs.unsqueeze(-1) * self.codevectors).view(b * t, self.num_groups, self.num_vars, -1)
+        return codevectors.sum(-2).view(b, t, -1), perplexity
 
 
 @torch.no_grad()
