@@ -74,9 +74,13 @@ def test_resume_after_kill_is_byte_identical(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
     progress = json.loads((partial_path(tmp_path / "run") / "progress.json").read_text())
     assert progress["chunks"] == [0, 1]
+    # a process killed inside the atomic write of progress.json leaves its temporary (dead pid)
+    dead = partial_path(tmp_path / "run") / ".progress.json.999999999.abc123.tmp"
+    dead.write_text("{half")
     resumed = CountingExtractor(_ext())
     out = extract_to_store(resumed, stim, tmp_path / "run", chunk_size=3, progress=False)
     assert resumed.calls == 2                       # only chunks 2 and 3 were extracted again
+    assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))   # never carried into the store
     assert _files(out) == _files(reference)
     again = CountingExtractor(_ext())
     extract_to_store(again, stim, tmp_path / "run", chunk_size=3, progress=False)

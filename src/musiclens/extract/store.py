@@ -35,7 +35,7 @@ import numpy as np
 
 from musiclens.errors import ConfigError, StoreError
 from musiclens.extract.base import POOLINGS, Activations
-from musiclens.fsutil import atomic_write_json, check_out, mark_output
+from musiclens.fsutil import atomic_write_json, check_out, mark_output, remove_dead_temporaries
 from musiclens.provenance import environment
 
 __all__ = ["FeatureStore", "StoreWriter", "load_pooled", "merge_stores", "request_key", "partial_path"]
@@ -258,6 +258,10 @@ class StoreWriter:
 
     def _open(self) -> None:
         progress = self.work / "progress.json"
+        # a process killed inside an atomic write leaves its temporary beside the target: never
+        # carry it into the finished store
+        remove_dead_temporaries(self.work)
+        remove_dead_temporaries(self.work / "chunks")
         if self.work.exists():
             record: dict[str, Any] | None = None
             if progress.is_file():
