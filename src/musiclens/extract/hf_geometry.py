@@ -35,6 +35,7 @@ This module imports without torch.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -61,7 +62,7 @@ def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, 
     return rf, jump
 
 
-class FrameGeometry:
+class FrameGeometry(abc.ABC):
     """Base: one frame grid shared by every layer (subclasses may vary it per layer)."""
 
     n_special: int = 0
@@ -69,17 +70,17 @@ class FrameGeometry:
     min_samples: int = 1
     max_samples: int | None = None          # the model's context; longer clips need windowing
 
+    @abc.abstractmethod
     def expected(self, layer: int, n_input: int) -> int:
         """Sequence tokens (special tokens excluded) the model returns for an input of ``n_input`` samples."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def valid(self, layer: int, n_samples: int) -> int:
         """Tokens that describe a clip of ``n_samples`` samples (a prefix in time-major order)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def times(self, layer: int, n_tokens: int) -> np.ndarray:
         """``[shape=(n_special + n_tokens,)]`` token centres in seconds, NaN for special tokens."""
-        raise NotImplementedError
 
     def order(self, layer: int) -> np.ndarray | None:
         """Permutation of the model's sequence tokens into time-major order, or ``None``."""
